@@ -1,0 +1,97 @@
+"""The window activities: probe a source, analyse one window of it.
+
+Each window is decoded once, in memory, and every enabled detector sees the
+same frames and samples. The result is a few KiB of events and numbers.
+Failures become Temporal errors here: bad input is non-retryable, an
+unreachable source is retried by the activity's retry policy.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+import detectors
+from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
+from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
+
+from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
+
+UNREADABLE = "UnreadableSource"
+INVALID_REQUEST = "InvalidRequest"
+
+
+def _application_error(exc: Exception) -> ApplicationError:
+    if isinstance(exc, UnreadableSourceError):
+        return ApplicationError(str(exc), type=UNREADABLE, non_retryable=True)
+    return ApplicationError(str(exc), type="SourceUnavailable")
+
+
+@activity.defn
+def probe_source(request: ProbeRequest) -> MediaInfo:
+    """Open the source and describe its tracks; fails non-retryably on bad input."""
+    try:
+        return probe(request.source)
+    except (UnreadableSourceError, SourceUnavailableError) as exc:
+        raise _application_error(exc) from exc
+
+
+@activity.defn
+def analyze_window(request: WindowRequest) -> WindowResult:
+    """Decode one window and run every enabled detector over it."""
+    try:
+        options = detectors.parse_options(request.options)
+        names = detectors.resolve(request.detectors)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+
+    media = request.media
+    context = WindowContext(span=WindowSpan(start_s=request.start_s, end_s=request.end_s, is_last=request.is_last))
+    present = {"video": media.video is not None, "audio": media.audio is not None}
+    active: dict[str, detectors.Detector] = {}
+    for name in names:
+        cls = detectors.REGISTRY[name]
+        if not present.get(cls.track, True):
+            continue  # a video detector on an audio-only stream has nothing to look at
+        active[name] = cls(
+            options=options.get(name) or cls.Options(),
+            state=request.states.get(name),
+            context=context,
+        )
+    video_detectors = [d for d in active.values() if d.track == "video"]
+    audio_detectors = [d for d in active.values() if d.track == "audio"]
+
+    def heartbeat(position_s: float) -> None:
+        if activity.in_activity():
+            activity.heartbeat(round(position_s, 3))
+
+    try:
+        chunks, report = decode_window(
+            request.source, media, start_s=request.start_s, end_s=request.end_s, heartbeat=heartbeat
+        )
+        for chunk in chunks:
+            if isinstance(chunk, VideoChunk):
+                if context.previous_luma is None and report.previous_luma is not None:
+                    context.previous_luma, context.previous_time_s = report.previous_luma, report.previous_time_s
+                for detector in video_detectors:
+                    detector.feed_video(chunk)
+            elif isinstance(chunk, AudioChunk):
+                for detector in audio_detectors:
+                    detector.feed_audio(chunk)
+    except (UnreadableSourceError, SourceUnavailableError) as exc:
+        raise _application_error(exc) from exc
+
+    result = WindowResult(index=request.index, start_s=request.start_s, end_s=request.end_s)
+    result.metrics = WindowMetrics(video_frames=report.video_frames, audio_samples=report.audio_samples)
+    if report.decode_errors:
+        result.metrics.measures["decode_errors"] = float(report.decode_errors)
+    for name, detector in active.items():
+        output = detector.finish()
+        result.events.extend(output.events)
+        result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
+        result.states[name] = output.state
+    result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
+    return result
+
+
+ANALYSIS_ACTIVITIES = [probe_source, analyze_window]

@@ -1,0 +1,63 @@
+"""The detectors: pure numpy, one per file, all with the same entry points.
+
+`REGISTRY` maps a detector's name (as used by `--detectors` and in options) to
+its class; adding a detector means adding a file and a line here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoChunk, WindowContext, WindowSpan
+from .black import BlackDetector
+from .freeze import FreezeDetector
+from .silence import SilenceDetector
+
+REGISTRY: dict[str, type[Detector]] = {
+    cls.name: cls
+    for cls in (BlackDetector, FreezeDetector, SilenceDetector)
+}
+
+
+class UnknownDetectorError(ValueError):
+    pass
+
+
+def resolve(names: list[str] | None) -> list[str]:
+    """Validate detector names; an empty selection means all detectors."""
+    if not names:
+        return list(REGISTRY)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise UnknownDetectorError(
+            f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def parse_options(options: dict[str, dict[str, Any]]) -> dict[str, DetectorOptions]:
+    """Validate per-detector options; raises ValueError naming the detector and the field."""
+    parsed: dict[str, DetectorOptions] = {}
+    for name, values in options.items():
+        if name not in REGISTRY:
+            raise UnknownDetectorError(f"options given for unknown detector {name!r}; known: {', '.join(REGISTRY)}")
+        try:
+            parsed[name] = REGISTRY[name].Options.model_validate(values)
+        except ValueError as exc:
+            raise ValueError(f"invalid options for detector {name!r}: {exc}") from exc
+    return parsed
+
+
+__all__ = [
+    "REGISTRY",
+    "AudioChunk",
+    "Detector",
+    "DetectorOptions",
+    "DetectorOutput",
+    "UnknownDetectorError",
+    "VideoChunk",
+    "WindowContext",
+    "WindowSpan",
+    "parse_options",
+    "resolve",
+]

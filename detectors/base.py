@@ -1,0 +1,134 @@
+"""What every detector sees and returns.
+
+A window's media arrives in chunks (a few dozen frames, or a block of audio
+samples) so that a 1080p window never has to sit in memory whole. A detector
+keeps its per-window work in plain attributes, and what must survive to the
+next window in a small pydantic `State`, returned by `finish`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from vqa.contracts import DefectEvent, Track
+
+
+class DetectorOptions(BaseModel):
+    """Base of every detector's option table: unknown names are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    """The part of the stream a window covers, on the stream's timeline (seconds)."""
+
+    start_s: float
+    end_s: float
+    is_last: bool
+
+
+@dataclass(frozen=True)
+class VideoChunk:
+    """Consecutive decoded frames of one window.
+
+    `luma` is (frames, height, width) uint8; `times` their presentation times;
+    `keyframe` marks intra-coded frames; `full_range` is False for limited-range
+    (16-235) video, the usual case.
+    """
+
+    times: np.ndarray
+    luma: np.ndarray
+    keyframe: np.ndarray
+    full_range: bool = False
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Consecutive samples of one window: `samples` is (channels, n) float32 in [-1, 1]."""
+
+    start_s: float
+    sample_rate: int
+    samples: np.ndarray
+
+
+@dataclass
+class DetectorOutput:
+    events: list[DefectEvent] = field(default_factory=list)
+    measures: dict[str, float] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WindowContext:
+    """Shared, read-only facts of the window plus a cache of per-frame measures
+    that several detectors need (so a measure is computed once per window)."""
+
+    span: WindowSpan
+    previous_luma: np.ndarray | None = None
+    previous_time_s: float | None = None
+    _cached_chunk: VideoChunk | None = None
+    _black: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def black_fraction(self, chunk: VideoChunk, *, pixel_level: int) -> np.ndarray:
+        """Fraction of pixels at or below `pixel_level`, per frame of the chunk.
+
+        Black and freeze both need it; it is computed once per chunk and level.
+        """
+        if self._cached_chunk is not chunk:
+            self._cached_chunk, self._black = chunk, {}
+        fractions = self._black.get(pixel_level)
+        if fractions is None:
+            n, h, w = chunk.luma.shape
+            counts = np.count_nonzero(chunk.luma.reshape(n, h * w) <= pixel_level, axis=1)
+            fractions = self._black[pixel_level] = counts / float(h * w)
+        return fractions
+
+
+class Detector:
+    """Common entry points. Subclasses set `name`, `track`, `Options`, `State`."""
+
+    name: ClassVar[str]
+    track: ClassVar[Track]
+    kind: ClassVar[str]
+    Options: ClassVar[type[DetectorOptions]]
+    State: ClassVar[type[DetectorState]]
+
+    def __init__(self, *, options: DetectorOptions, state: dict[str, Any] | None, context: WindowContext):
+        self.options = options
+        self.state = self.State.model_validate(state or {})
+        self.context = context
+
+    def feed_video(self, chunk: VideoChunk) -> None:  # pragma: no cover - video-less detectors
+        pass
+
+    def feed_audio(self, chunk: AudioChunk) -> None:  # pragma: no cover - audio-less detectors
+        pass
+
+    def finish(self) -> DetectorOutput:
+        raise NotImplementedError
+
+
+def db_to_amplitude(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def amplitude_to_db(amplitude: float, floor_db: float = -120.0) -> float:
+    if amplitude <= 0:
+        return floor_db
+    return max(floor_db, float(20.0 * np.log10(amplitude)))
+
+
+def limited_range_level(fraction: float, *, full_range: bool) -> int:
+    """Luma code at `fraction` of the way from black to white, as FFmpeg's blackdetect computes it."""
+    if full_range:
+        return int(fraction * 255)
+    return int(16 + fraction * (235 - 16))

@@ -1,0 +1,136 @@
+"""Frozen picture: the picture stays the same, noise and encoder refresh aside.
+
+Like FFmpeg's freezedetect, every frame is compared with the frame that began
+the still stretch (mean absolute difference against `noise_db`, default -60 dB
+of the luma range). Unlike it, a re-encoded frozen source does not split at
+every keyframe: an intra-coded frame whose change is small and spread evenly
+over the picture (re-quantisation, not motion) continues the freeze.
+Black frames are left to the black detector and never count as frozen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, db_to_amplitude, limited_range_level
+from .runs import RunState, RunTracker
+
+_BLOCK = 16
+
+
+class FreezeOptions(DetectorOptions):
+    min_duration_s: float = Field(2.0, ge=0, description="shortest freeze reported")
+    noise_db: float = Field(-60.0, le=0, description="mean absolute difference, relative to full scale, seen as no change")
+    refresh_max_mafd: float = Field(
+        3.0, ge=0, description="largest mean absolute difference (luma levels) an encoder refresh at a keyframe may cause"
+    )
+    refresh_max_block_mad: float = Field(
+        8.0, ge=0, description="largest change (luma levels) of any 16x16 block in an encoder refresh; more is motion"
+    )
+    ignore_black: bool = Field(True, description="black frames are reported as black, never as frozen")
+    black_pixel_threshold: float = Field(0.10, ge=0, le=1, description="as black.pixel_threshold")
+    black_picture_ratio: float = Field(0.98, gt=0, le=1, description="as black.picture_ratio")
+
+
+class FreezeState(RunState):
+    has_reference: bool = False
+
+
+def _block_max_mad(diff: np.ndarray) -> float:
+    h, w = diff.shape
+    hb, wb = max(h // _BLOCK, 1), max(w // _BLOCK, 1)
+    bh, bw = min(_BLOCK, h), min(_BLOCK, w)
+    blocks = diff[: hb * bh, : wb * bw].reshape(hb, bh, wb, bw)
+    return float(blocks.mean(axis=(1, 3)).max())
+
+
+class FreezeDetector(Detector):
+    name = "freeze"
+    kind = "freeze"
+    track = "video"
+    Options = FreezeOptions
+    State = FreezeState
+    options: FreezeOptions
+    state: FreezeState
+
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self.tracker = RunTracker(
+            kind=self.kind, track=self.track, min_duration_s=self.options.min_duration_s, state=self.state
+        )
+        self.noise_levels = db_to_amplitude(self.options.noise_db) * 256.0
+        self.reference: np.ndarray | None = None
+        self.reference_time = 0.0
+        self.started = False
+        self.previous_active = self.tracker.is_open
+        self.difference_total = 0.0
+        self.difference_count = 0
+
+    def _start(self) -> None:
+        # The frame before the window stands in for the reference: during a freeze it
+        # matches the reference within the noise level.
+        ctx = self.context
+        self.started = True
+        if self.state.has_reference and ctx.previous_luma is not None:
+            self.reference = ctx.previous_luma
+        if self.tracker.is_open:
+            self.reference_time = float(self.state.open_start_s or 0.0)
+        elif ctx.previous_time_s is not None:
+            self.reference_time = ctx.previous_time_s
+
+    def feed_video(self, chunk: VideoChunk) -> None:
+        if not self.started:
+            self._start()
+        n = len(chunk.times)
+        active = np.zeros(n, dtype=bool)
+        values = np.zeros(n, dtype=np.float64)
+        starts = np.zeros(n, dtype=np.float64)
+        if self.options.ignore_black:
+            level = limited_range_level(self.options.black_pixel_threshold, full_range=chunk.full_range)
+            black = self.context.black_fraction(chunk, pixel_level=level) >= self.options.black_picture_ratio
+        else:
+            black = np.zeros(n, dtype=bool)
+        for i in range(n):
+            frame = chunk.luma[i]
+            t = float(chunk.times[i])
+            if black[i]:
+                self.reference = None
+                self.previous_active = False
+                continue
+            if self.reference is None or self.reference.shape != frame.shape:
+                self.reference, self.reference_time = frame, t
+                self.previous_active = False
+                continue
+            diff = np.subtract(frame, self.reference, dtype=np.int16)
+            np.abs(diff, out=diff)
+            mafd = float(diff.mean())
+            self.difference_total += mafd
+            self.difference_count += 1
+            if mafd <= self.noise_levels:
+                active[i] = True
+            elif (
+                self.previous_active
+                and bool(chunk.keyframe[i])
+                and mafd <= self.options.refresh_max_mafd
+                and _block_max_mad(diff) <= self.options.refresh_max_block_mad
+            ):
+                # Encoder refresh: same picture, re-quantised. Compare with it from now on.
+                active[i] = True
+                self.reference = frame
+            else:
+                self.reference, self.reference_time = frame, t
+            if active[i]:
+                values[i] = mafd
+                starts[i] = self.reference_time
+            self.previous_active = bool(active[i])
+        self.tracker.track_frames(chunk.times, active, values, starts)
+
+    def finish(self) -> DetectorOutput:
+        span = self.context.span
+        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+        self.state.has_reference = self.reference is not None if self.started else self.state.has_reference
+        measures = (
+            {"mean_frame_difference": self.difference_total / self.difference_count} if self.difference_count else {}
+        )
+        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())

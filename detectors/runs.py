@@ -1,0 +1,139 @@
+"""Turning a per-frame (or per-sample) condition into defect events.
+
+The same mechanism serves every "condition held for at least N seconds" rule
+(black, freeze, silence, ...). Its state is a handful of numbers, so a run that
+starts in one window and ends several windows later is still one event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+
+from vqa.contracts import Defect, DefectEvent, Track
+
+from .base import DetectorState
+
+Reduce = Literal["mean", "max"]
+
+
+class RunState(DetectorState):
+    open_start_s: float | None = None
+    last_active_s: float | None = None
+    value_total: float = 0.0
+    value_count: int = 0
+    announced: bool = False
+
+
+def find_runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop indices (stop exclusive) of every run of True in `active`."""
+    edges = np.diff(np.concatenate(([0], active.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def event_id(kind: str, track: str, start_s: float) -> str:
+    return f"{kind}:{track}:{round(start_s * 1000)}"
+
+
+class RunTracker:
+    """Follows one condition through a window and emits opened/closed events."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        track: Track,
+        min_duration_s: float,
+        state: RunState,
+        reduce: Reduce = "mean",
+        report_value: Callable[[float], float] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.track = track
+        self.min_duration_s = min_duration_s
+        self.state = state
+        self.reduce = reduce
+        self.report_value = report_value
+        self.events: list[DefectEvent] = []
+
+    @property
+    def is_open(self) -> bool:
+        return self.state.open_start_s is not None
+
+    def active(self, *, start_s: float, last_s: float, values: np.ndarray) -> None:
+        """The condition holds from `start_s` (unless a run is already open) through `last_s`."""
+        st = self.state
+        if st.open_start_s is None:
+            st.open_start_s, st.value_total, st.value_count, st.announced = start_s, 0.0, 0, False
+        st.last_active_s = last_s
+        if values.size:
+            if self.reduce == "max":
+                st.value_total = max(st.value_total if st.value_count else -np.inf, float(values.max()))
+            else:
+                st.value_total += float(values.sum(dtype=np.float64))
+            st.value_count += int(values.size)
+
+    def inactive(self, at_s: float) -> None:
+        """The condition stopped holding at `at_s`: close the open run there."""
+        if self.state.open_start_s is None:
+            return
+        if at_s - self.state.open_start_s >= self.min_duration_s - 1e-9:
+            self.events.append(self._event("closed", at_s))
+        self.state.open_start_s = self.state.last_active_s = None
+        self.state.value_total, self.state.value_count, self.state.announced = 0.0, 0, False
+
+    def finish(self, *, window_end_s: float, stream_ended: bool) -> list[DefectEvent]:
+        """Close the window: an open run is closed at the stream's end, or announced once long enough."""
+        st = self.state
+        if st.open_start_s is not None:
+            if stream_ended:
+                self.inactive(window_end_s)
+            elif not st.announced and st.last_active_s is not None and (
+                st.last_active_s - st.open_start_s >= self.min_duration_s - 1e-9
+            ):
+                st.announced = True
+                self.events.append(self._event("opened", st.last_active_s))
+        return self.events
+
+    def track_frames(
+        self,
+        times: np.ndarray,
+        active: np.ndarray,
+        values: np.ndarray,
+        starts: np.ndarray | None = None,
+    ) -> None:
+        """Feed consecutive frames: `active[i]` says whether the condition holds at `times[i]`.
+
+        `starts[i]`, when given, is where a run beginning at frame i really began
+        (a freeze begins at its reference frame, one frame before the first repeat).
+        """
+        run_starts, run_stops = find_runs(active)
+        if self.is_open and (run_starts.size == 0 or run_starts[0] != 0):
+            self.inactive(float(times[0]))
+        for a, b in zip(run_starts.tolist(), run_stops.tolist()):
+            start = float(starts[a]) if starts is not None else float(times[a])
+            self.active(start_s=start, last_s=float(times[b - 1]), values=values[a:b])
+            if b < len(times):
+                self.inactive(float(times[b]))
+
+    def _value(self) -> float | None:
+        st = self.state
+        if st.value_count == 0:
+            return None
+        value = st.value_total if self.reduce == "max" else st.value_total / st.value_count
+        return self.report_value(value) if self.report_value else value
+
+    def _event(self, phase: Literal["opened", "closed"], end_s: float) -> DefectEvent:
+        start = float(self.state.open_start_s or 0.0)
+        value = self._value()
+        defect = Defect(
+            kind=self.kind,
+            track=self.track,
+            start_s=round(start, 4),
+            end_s=round(end_s, 4),
+            duration_s=round(end_s - start, 4),
+            value=None if value is None else round(value, 6),
+        )
+        return DefectEvent(id=event_id(self.kind, self.track, start), phase=phase, defect=defect)

@@ -1,0 +1,1 @@
+"""VQA: stream quality monitoring on Temporal. Shared pieces: contracts, settings, dev server."""

@@ -1,0 +1,195 @@
+"""The data contracts shared by workflows, activities and detectors.
+
+Every object that crosses a Temporal boundary (workflow input, activity input
+and result, query answer, the final report) is one of these pydantic models.
+They stay small: media never travels through Temporal, only the source's
+address and the numbers measured on it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Track = Literal["video", "audio", "av"]
+StreamState = Literal["probing", "running", "completed", "failed", "stopped"]
+EventPhase = Literal["opened", "closed"]
+
+STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VideoInfo(_Model):
+    codec: str
+    width: int
+    height: int
+    fps: float
+
+
+class AudioInfo(_Model):
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+class MediaInfo(_Model):
+    """What the probe found in the source; times are on the stream's own timeline."""
+
+    duration_s: float
+    video: VideoInfo | None = None
+    audio: AudioInfo | None = None
+    start_offset_s: float = Field(
+        default=0.0,
+        description="container timestamp of the stream's first frame or sample; subtracted from every time",
+    )
+
+
+class Defect(_Model):
+    """One defect event, as users see it in the report (CONTRACT.md)."""
+
+    kind: str
+    track: Track
+    start_s: float
+    end_s: float
+    duration_s: float
+    value: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class DefectEvent(_Model):
+    """A defect as a window reports it: opened (still going at the window's end) or closed.
+
+    `id` is stable for the whole life of the event (kind, track and start), so the
+    workflow can match the closing of an event with its opening windows earlier.
+    """
+
+    id: str
+    phase: EventPhase
+    defect: Defect
+
+
+class WindowMetrics(_Model):
+    """Per-window numbers a dashboard can plot; one value per measure, never per frame."""
+
+    video_frames: int = 0
+    audio_samples: int = 0
+    measures: dict[str, float] = Field(default_factory=dict)
+
+
+class WindowRequest(_Model):
+    """Input of `analyze_window`: where to read, which part, and the detectors' carried state."""
+
+    stream_id: str
+    source: str
+    index: int
+    start_s: float
+    end_s: float
+    is_last: bool
+    media: MediaInfo
+    detectors: list[str]
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class WindowResult(_Model):
+    index: int
+    start_s: float
+    end_s: float
+    events: list[DefectEvent] = Field(default_factory=list)
+    metrics: WindowMetrics = Field(default_factory=WindowMetrics)
+    states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ProbeRequest(_Model):
+    source: str
+
+
+class StreamProgress(_Model):
+    """Everything a workflow run hands to the next one at continue-as-new."""
+
+    media: MediaInfo
+    next_index: int = 0
+    windows_done: int = 0
+    runs: int = 1
+    defects: list[Defect] = Field(default_factory=list)
+    open_events: list[DefectEvent] = Field(default_factory=list)
+    states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    stop_requested: bool = False
+
+
+class StreamRequest(_Model):
+    """Input of `StreamMonitorWorkflow`. `detectors` empty means all of them."""
+
+    stream_id: str
+    source: str
+    window_seconds: float = Field(default=10.0, gt=0, le=600)
+    detectors: list[str] = Field(default_factory=list)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    windows_per_run: int = Field(
+        default=500,
+        ge=1,
+        description="windows analysed before the workflow continues-as-new (it also does when Temporal suggests it)",
+    )
+    heartbeat_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="a window whose worker stops heartbeating this long is retried on another worker",
+    )
+    resume: StreamProgress | None = Field(
+        default=None, description="set by continue-as-new: where the previous run of this stream stopped"
+    )
+
+    @field_validator("stream_id")
+    @classmethod
+    def _check_stream_id(cls, value: str) -> str:
+        if not STREAM_ID_PATTERN.match(value):
+            raise ValueError(
+                "stream id must be 1-200 characters of letters, digits, '.', '_', ':' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+
+class StreamStatus(_Model):
+    """Answer of the `status` query."""
+
+    stream_id: str
+    source: str
+    state: StreamState
+    position_s: float
+    duration_s: float | None
+    windows_done: int
+    windows_total: int | None
+    runs: int
+    defects: list[Defect]
+    open_defects: list[Defect]
+
+
+class StreamReport(_Model):
+    """The result of one stream's analysis (CONTRACT.md, StreamReport)."""
+
+    stream_id: str
+    source: str
+    status: Literal["completed", "failed", "stopped"]
+    error: str | None = None
+    media: MediaInfo | None = None
+    window_seconds: float
+    windows: int
+    defects: list[Defect] = Field(default_factory=list)
+
+
+def workflow_id_for(stream_id: str) -> str:
+    """The Temporal workflow id of a stream: one workflow per stream id."""
+    return f"vqa-stream-{stream_id}"
+
+
+# Activity names, so workflows can call activities without importing their
+# modules (which pull in av and numpy).
+PROBE_SOURCE = "probe_source"
+ANALYZE_WINDOW = "analyze_window"

@@ -1,0 +1,68 @@
+"""Run a VQA worker: polls the task queue, runs stream workflows and window activities.
+
+Connects to TEMPORAL_ADDRESS (default localhost:7233), namespace TEMPORAL_NAMESPACE
+(default `default`), task queue VQA_TASK_QUEUE (default `vqa`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from vqa.runtime import Settings, build_worker, connect
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task-queue", default=settings.task_queue, help="task queue to poll (env VQA_TASK_QUEUE)")
+    parser.add_argument(
+        "--max-concurrent-windows",
+        type=int,
+        default=settings.max_concurrent_windows,
+        help="windows decoded at once on this worker (env VQA_MAX_CONCURRENT_WINDOWS; default: CPU count)",
+    )
+    args = parser.parse_args(argv)
+    if args.max_concurrent_windows < 1:
+        parser.error("--max-concurrent-windows must be at least 1")
+    return args
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        print(f"error: cannot reach Temporal at {settings.address}: {exc}", file=sys.stderr)
+        return 3
+    worker = build_worker(client, task_queue=args.task_queue, max_concurrent_windows=args.max_concurrent_windows)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logging.info(
+        "worker polling task queue %r on %s (namespace %s), %d windows at once",
+        args.task_queue, settings.address, settings.namespace, args.max_concurrent_windows,
+    )
+    async with worker:
+        await stop.wait()
+        logging.info("shutting down: finishing windows in progress")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=os.environ.get("VQA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
+    args = _parse(argv)
+    code = asyncio.run(_run(args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Avoid the temporalio interpreter-exit abort (sdk-python #300): exit without finalizers.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
