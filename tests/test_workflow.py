@@ -1,0 +1,173 @@
+"""The stream workflow on a real Temporal dev server with a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from starter import start_or_attach
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from workflows import StreamMonitorWorkflow
+
+from . import media
+from .conftest import TemporalServer, run_async, running_worker
+
+pytestmark = pytest.mark.integration
+
+
+async def _start(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
+    return await client.start_workflow(
+        StreamMonitorWorkflow.run,
+        request,
+        id=workflow_id_for(request.stream_id),
+        task_queue=task_queue,
+        result_type=StreamReport,
+    )
+
+
+def _request(name: str, path: Path, **kw) -> StreamRequest:  # type: ignore[no-untyped-def]
+    return StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=str(path), **kw)
+
+
+def test_report_matches_the_injected_truth(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    path = clips("main")
+
+    async def scenario() -> StreamReport:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, _request("main", path, window_seconds=4.0))
+            return await handle.result()
+
+    report = run_async(scenario())
+    assert report.status == "completed" and report.error is None
+    assert report.windows == 8 and report.window_seconds == 4.0
+    assert report.media is not None and report.media.duration_s == pytest.approx(32.0, abs=0.05)
+    assert media.match(report.defects, media.MAIN_TRUTH) == []
+    assert [d.start_s for d in report.defects] == sorted(d.start_s for d in report.defects)
+
+
+def test_continue_as_new_gives_the_same_report(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    path = clips("main")
+
+    async def scenario() -> tuple[StreamReport, StreamReport, StreamStatus, int]:
+        async with running_worker(temporal_server, task_queue) as client:
+            whole = await _start(client, task_queue, _request("whole", path, window_seconds=3.0))
+            split = await _start(client, task_queue, _request("split", path, window_seconds=3.0, windows_per_run=2))
+            a, b = await asyncio.gather(whole.result(), split.result())
+            status = await split.query(StreamMonitorWorkflow.status)
+            runs = 0
+            async for _ in client.list_workflows(f"WorkflowId = '{split.id}'"):
+                runs += 1
+            return a, b, status, runs
+
+    whole, split, status, runs = run_async(scenario())
+    assert whole.windows == split.windows == 11
+    assert status.runs == 6 and runs == 6, "11 windows, 2 per run: the stream continued-as-new 5 times"
+    assert split.defects == whole.defects
+    assert media.match(split.defects, media.MAIN_TRUTH) == []
+
+
+def test_same_stream_twice_is_one_analysis(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    path = clips("clean")
+    settings = temporal_server.settings(task_queue)
+    request = _request("twice", path, window_seconds=4.0)
+
+    async def scenario() -> tuple[set[str], list[bool], StreamReport, int, int]:
+        async with running_worker(temporal_server, task_queue) as client:
+            first = await asyncio.gather(*(start_or_attach(client, settings, request) for _ in range(3)))
+            report = await first[0][0].result()
+            again, _, started_again = await start_or_attach(client, settings, request)
+            await again.result()
+            runs = 0
+            async for _ in client.list_workflows(f"WorkflowId = '{workflow_id_for(request.stream_id)}'"):
+                runs += 1
+            windows_activities = 0
+            async for event in first[0][0].fetch_history_events():
+                if event.HasField("activity_task_scheduled_event_attributes"):
+                    if event.activity_task_scheduled_event_attributes.activity_type.name == "analyze_window":
+                        windows_activities += 1
+            run_ids = {h.result_run_id or h.run_id or "" for h, _, _ in first}
+            return run_ids, [s for _, _, s in first] + [started_again], report, runs, windows_activities
+
+    run_ids, started, report, runs, window_activities = run_async(scenario())
+    assert len(run_ids) == 1, "concurrent starts attach to one workflow run"
+    assert started[-1] is False, "a finished stream is attached to, not analysed again"
+    assert runs == 1
+    assert window_activities == report.windows == 3, "one activity per window, never per second or detector"
+
+
+def test_status_query_then_stop_signal(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    path = clips("main")
+
+    async def scenario() -> tuple[list[StreamStatus], StreamReport]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, _request("stop", path, window_seconds=0.5))
+            seen: list[StreamStatus] = []
+            while True:
+                status = await handle.query(StreamMonitorWorkflow.status)
+                seen.append(status)
+                if status.position_s >= 5.5:
+                    break
+                await asyncio.sleep(0.05)
+            await handle.signal(StreamMonitorWorkflow.stop)
+            return seen, await handle.result()
+
+    seen, report = run_async(scenario())
+    last = seen[-1]
+    assert last.state == "running" and last.duration_s == pytest.approx(32.0, abs=0.05)
+    assert last.windows_total == 64 and last.windows_done >= 10
+    assert any(d.kind == "black" and d.start_s == pytest.approx(3.0, abs=0.2) for d in last.defects + last.open_defects)
+    assert report.status == "stopped"
+    assert last.windows_done <= report.windows < 64
+    assert all(d.end_s <= report.windows * 0.5 + 1e-6 for d in report.defects)
+    # An event still open when the stream stops ends where the analysis stopped.
+    stopped_at = report.windows * 0.5
+    assert media.match(report.defects, [media.Expected("black", 3.0, min(6.0, stopped_at))]) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "source not found"),
+        (b"", "empty file"),
+        (os.urandom(64 * 1024), "not a readable media file"),
+    ],
+    ids=["missing", "empty", "random-bytes"],
+)
+def test_bad_input_fails_clearly_and_the_worker_survives(
+    temporal_server: TemporalServer, task_queue: str, clips, tmp_path: Path, content: bytes | None, message: str  # type: ignore[no-untyped-def]
+) -> None:
+    bad = tmp_path / "bad.mp4"
+    if content is not None:
+        bad.write_bytes(content)
+    good = clips("clean")
+
+    async def scenario() -> tuple[WorkflowFailureError, StreamReport]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, _request("bad", bad))
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
+            after = await _start(client, task_queue, _request("after", good, window_seconds=6.0))
+            return failure.value, await after.result()
+
+    failure, after = run_async(scenario())
+    assert message in str(failure.cause)
+    assert after.status == "completed" and after.windows == 2
+
+
+def test_payloads_stay_small(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    path = clips("main")
+
+    async def scenario() -> int:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, _request("payload", path, window_seconds=10.0))
+            await handle.result()
+            biggest = 0
+            async for event in handle.fetch_history_events():
+                biggest = max(biggest, event.ByteSize())
+            return biggest
+
+    assert run_async(scenario()) < 32 * 1024

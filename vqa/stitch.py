@@ -1,0 +1,37 @@
+"""Stitching window results into stream defects: pure and deterministic.
+
+The workflow uses it between windows; tests use it to analyse a file window by
+window without Temporal. An event opened in one window and closed in a later
+one becomes one defect.
+"""
+
+from __future__ import annotations
+
+from .contracts import Defect, DefectEvent, StreamProgress, WindowResult
+
+
+def apply_window(progress: StreamProgress, result: WindowResult) -> None:
+    """Fold one window's result into the stream's progress."""
+    open_events = {e.id: e for e in progress.open_events}
+    for event in result.events:
+        if event.phase == "opened":
+            open_events[event.id] = event
+        else:
+            open_events.pop(event.id, None)
+            progress.defects.append(event.defect)
+    progress.open_events = list(open_events.values())
+    progress.states = result.states
+    progress.next_index = result.index + 1
+    progress.windows_done += 1
+
+
+def report_defects(progress: StreamProgress, *, position_s: float) -> list[Defect]:
+    """All defects so far, sorted; events still open end at `position_s` (a stopped stream)."""
+    defects = list(progress.defects) + [_closed_at(e, position_s) for e in progress.open_events]
+    return sorted(defects, key=lambda d: (d.start_s, d.kind))
+
+
+def _closed_at(event: DefectEvent, end_s: float) -> Defect:
+    d = event.defect
+    end = max(end_s, d.end_s)
+    return d.model_copy(update={"end_s": end, "duration_s": round(end - d.start_s, 4)})
