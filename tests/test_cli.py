@@ -1,0 +1,182 @@
+"""The commands users run: `python worker.py` and `python starter.py ...`, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vqa.contracts import StreamReport
+from vqa.devserver import free_port, temporal_binary
+
+from . import media
+from .conftest import REPO, TemporalServer, python_command
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cli_queue() -> str:
+    return f"cli-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def worker_process(temporal_server: TemporalServer, cli_queue: str, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            python_command("worker.py"), env=temporal_server.env(cli_queue), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _starter(server: TemporalServer, queue: str, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        python_command("starter.py", *args),
+        env=server.env(queue, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _sid() -> str:
+    return f"cli-{uuid.uuid4().hex[:8]}"
+
+
+def test_wait_json_prints_exactly_one_report(temporal_server, cli_queue, worker_process, clips) -> None:  # type: ignore[no-untyped-def]
+    done = _starter(temporal_server, cli_queue, str(clips("main")), "--wait", "--json", "--window-seconds", "4", "--stream-id", _sid())
+    assert done.returncode == 0, done.stderr
+    report = StreamReport.model_validate(json.loads(done.stdout))  # the whole of stdout is one document
+    assert report.status == "completed" and report.windows == 8
+    assert media.match(report.defects, media.MAIN_TRUTH) == []
+    doc = json.loads(done.stdout)
+    assert set(doc) >= {"stream_id", "source", "status", "error", "media", "window_seconds", "windows", "defects"}
+    assert set(doc["defects"][0]) == {"kind", "track", "start_s", "end_s", "duration_s", "value", "details"}
+
+
+def test_wait_prints_a_defect_table(temporal_server, cli_queue, worker_process, clips) -> None:  # type: ignore[no-untyped-def]
+    done = _starter(temporal_server, cli_queue, str(clips("boundary")), "--wait", "--window-seconds", "5", "--stream-id", _sid())
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    rows = [row for row in lines if row and row[0] in ("black", "freeze", "silence")]
+    assert [(r[0], float(r[2]), float(r[3])) for r in rows] == [
+        ("black", pytest.approx(5.0, abs=0.2), pytest.approx(7.5, abs=0.2)),
+        ("freeze", pytest.approx(10.0, abs=0.2), pytest.approx(14.0, abs=0.2)),
+        ("silence", pytest.approx(15.0, abs=0.2), pytest.approx(17.5, abs=0.2)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "not found"), (b"", "empty file"), (b"\x00garbage" * 4096, "not a readable media file")],
+    ids=["missing", "empty", "garbage"],
+)
+def test_unreadable_source_exits_nonzero_with_one_line(temporal_server, cli_queue, worker_process, tmp_path, content, reason) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "broken.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    done = _starter(temporal_server, cli_queue, str(path), "--wait", "--json", "--stream-id", _sid())
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and reason in done.stderr
+    report = StreamReport.model_validate(json.loads(done.stdout))
+    assert report.status == "failed" and reason in (report.error or "")
+    assert worker_process.poll() is None, "the worker survives bad input"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--detectors", "black,sparkle"],
+        ["--set", "freeze.noise_db=12"],
+        ["--set", "black.no_such_option=1"],
+        ["--set", "nonsense"],
+        ["--window-seconds", "0"],
+        ["--stream-id", "bad id with spaces"],
+    ],
+    ids=["unknown-detector", "out-of-range", "unknown-option", "malformed-set", "zero-window", "bad-stream-id"],
+)
+def test_invalid_request_is_rejected_before_anything_starts(temporal_server, cli_queue, clips, args) -> None:  # type: ignore[no-untyped-def]
+    done = _starter(temporal_server, cli_queue, str(clips("clean")), "--wait", *args)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:")
+    assert done.stdout == ""
+
+
+def test_start_then_attach(temporal_server, cli_queue, worker_process, clips) -> None:  # type: ignore[no-untyped-def]
+    sid = _sid()
+    first = _starter(temporal_server, cli_queue, str(clips("clean")), "--stream-id", sid)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"vqa-stream-{sid}"
+    second = _starter(temporal_server, cli_queue, str(clips("clean")), "--stream-id", sid, "--wait", "--json")
+    assert second.returncode == 0, second.stderr
+    assert StreamReport.model_validate_json(second.stdout).status == "completed"
+    count = subprocess.run(
+        [temporal_binary(), "workflow", "count", "--address", temporal_server.address,
+         "--query", f"WorkflowId = 'vqa-stream-{sid}'"],
+        capture_output=True, text=True, check=True,
+    )
+    assert count.stdout.split() == ["Total:", "1"], "the second command attached to the first analysis"
+
+
+def test_default_stream_id_comes_from_the_file_name(temporal_server, cli_queue, worker_process, clips, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = f"talk{uuid.uuid4().hex[:6]}"
+    path = tmp_path / f"{name}.mp4"
+    path.write_bytes(clips("clean").read_bytes())
+    done = _starter(temporal_server, cli_queue, str(path), "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    report = StreamReport.model_validate_json(done.stdout)
+    assert report.stream_id == name and report.source == str(path)
+    # Another file with the same name elsewhere is another stream, not the first one's report.
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = other_dir / f"{name}.mp4"
+    other.write_bytes(clips("video_only").read_bytes())
+    again = _starter(temporal_server, cli_queue, str(other), "--wait", "--json")
+    assert again.returncode == 0, again.stderr
+    second = StreamReport.model_validate_json(again.stdout)
+    assert second.source == str(other) and second.stream_id.startswith(f"{name}-")
+
+
+def test_dev_works_on_a_fresh_machine(tmp_path: Path) -> None:
+    """--dev with nothing running: starts the dev server and a worker, analyses the demo clip."""
+    port = free_port()
+    home = tmp_path / "home"
+    env = dict(os.environ, TEMPORAL_ADDRESS=f"127.0.0.1:{port}", VQA_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.pop("TEMPORAL_UI_URL", None)
+    try:
+        done = subprocess.run(
+            python_command("starter.py", "--dev", "--wait", "--json"),
+            env=env, capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        report = StreamReport.model_validate_json(done.stdout)
+        assert report.status == "completed" and report.stream_id == "demo"
+        assert media.match(
+            report.defects,
+            [media.Expected("black", 6.0, 9.5), media.Expected("freeze", 18.0, 23.0), media.Expected("silence", 28.0, 32.5)],
+        ) == []
+        assert f"http://127.0.0.1:{port + 1000}/namespaces/default/workflows/vqa-stream-demo" in done.stderr
+        assert (home / "temporal.db").exists(), "the dev server keeps its state on disk"
+    finally:
+        pid_file = home / "temporal.pid"
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
