@@ -171,3 +171,82 @@ def test_payloads_stay_small(temporal_server: TemporalServer, task_queue: str, c
             return biggest
 
     assert run_async(scenario()) < 32 * 1024
+
+
+def test_window_activities_heartbeat_with_a_timeout(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    path = clips("clean")
+
+    async def scenario() -> list[float]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, _request("hb", path, window_seconds=6.0, heartbeat_timeout_s=12))
+            await handle.result()
+            timeouts = []
+            async for event in handle.fetch_history_events():
+                if event.HasField("activity_task_scheduled_event_attributes"):
+                    attrs = event.activity_task_scheduled_event_attributes
+                    if attrs.activity_type.name == "analyze_window":
+                        timeouts.append(attrs.heartbeat_timeout.ToTimedelta().total_seconds())
+            return timeouts
+
+    assert run_async(scenario()) == [12.0, 12.0]
+
+
+@pytest.mark.parametrize(("name", "kind"), [("audio_only", "silence"), ("video_only", "black")])
+def test_single_track_streams_are_analysed(temporal_server: TemporalServer, task_queue: str, clips, name: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    path = clips(name)
+
+    async def scenario() -> StreamReport:
+        async with running_worker(temporal_server, task_queue) as client:
+            return await (await _start(client, task_queue, _request(name, path, window_seconds=3.0))).result()
+
+    report = run_async(scenario())
+    assert report.status == "completed" and report.media is not None
+    assert (report.media.video is None) == (name == "audio_only")
+    assert (report.media.audio is None) == (name == "video_only")
+    assert [d.kind for d in report.defects] == [kind]
+
+
+def test_a_source_that_is_briefly_unavailable_is_retried(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
+    """HTTP 503 is transient: the activity is retried with backoff and the stream completes."""
+    import http.server
+    import threading
+
+    body = clips("clean").read_bytes()
+    failures = {"left": 3}
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                self.send_error(503, "busy")
+                return
+            start, end = 0, len(body) - 1
+            rng = self.headers.get("Range")
+            if rng and rng.startswith("bytes="):
+                a, _, b = rng[6:].partition("-")
+                start, end = int(a or 0), int(b) if b else len(body) - 1
+            self.send_response(206 if rng else 200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(end - start + 1))
+            if rng:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
+            self.end_headers()
+            self.wfile.write(body[start : end + 1])
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clean.mp4"
+    try:
+        async def scenario() -> StreamReport:
+            async with running_worker(temporal_server, task_queue) as client:
+                return await (await _start(client, task_queue, _request("flaky", url, window_seconds=6.0))).result()
+
+        report = run_async(scenario())
+    finally:
+        server.shutdown()
+    assert failures["left"] == 0
+    assert report.status == "completed" and report.windows == 2 and report.defects == []
