@@ -27,6 +27,9 @@ AUDIO_CHUNK_SECONDS = 1.0
 # Seek this far before a window so the frame just before it is decoded too.
 PREROLL_S = 0.25
 NETWORK_TIMEOUT_US = 15_000_000
+# Decoder threads per window (0: FFmpeg picks). Workers run several windows at
+# once, so one thread each is the most efficient when they are busy.
+DECODE_THREADS = int(os.environ.get("VQA_DECODE_THREADS", "0"))
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
 _AVCOL_RANGE_JPEG = 2
 
@@ -220,6 +223,7 @@ def _decode(
         streams = [s for s in (video, audio) if s is not None]
         if video is not None:
             video.thread_type = "AUTO"
+            video.thread_count = DECODE_THREADS
         t0 = media.start_offset_s
         if start_s > 0:
             target = max(t0 + start_s - PREROLL_S, 0.0)
