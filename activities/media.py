@@ -293,8 +293,15 @@ def _decode(
 
 
 class _VideoBuffer:
+    """Collects decoded luma planes into chunks.
+
+    One array is reused for every chunk of a window (fresh memory for each would
+    cost more in page faults than the copy itself), so a chunk's arrays are valid
+    until the next chunk: detectors copy what they keep.
+    """
+
     def __init__(self) -> None:
-        self.luma: np.ndarray | None = None
+        self.storage: np.ndarray | None = None
         self.times: list[float] = []
         self.keys: list[bool] = []
         self.full_range = False
@@ -302,12 +309,14 @@ class _VideoBuffer:
     def add(self, frame: av.VideoFrame, t: float) -> list[VideoChunk]:
         luma = _luma(frame)
         out: list[VideoChunk] = []
-        if self.luma is not None and self.luma.shape[1:] != luma.shape:
+        if self.storage is not None and self.storage.shape[1:] != luma.shape:
             out.extend(self.flush())  # the picture size changed mid-stream
-        if self.luma is None:
-            self.luma = np.empty((VIDEO_CHUNK_FRAMES, *luma.shape), dtype=np.uint8)
+            self.storage = None
+        if self.storage is None:
+            self.storage = np.empty((VIDEO_CHUNK_FRAMES, *luma.shape), dtype=np.uint8)
+        if not self.times:
             self.full_range = frame.format.name in _FULL_RANGE_FORMATS or frame.color_range == _AVCOL_RANGE_JPEG
-        self.luma[len(self.times)] = luma
+        self.storage[len(self.times)] = luma
         self.times.append(t)
         self.keys.append(bool(frame.key_frame) or str(frame.pict_type).endswith("I"))
         if len(self.times) == VIDEO_CHUNK_FRAMES:
@@ -315,16 +324,16 @@ class _VideoBuffer:
         return out
 
     def flush(self) -> list[VideoChunk]:
-        if self.luma is None or not self.times:
+        if self.storage is None or not self.times:
             return []
         n = len(self.times)
         chunk = VideoChunk(
             times=np.asarray(self.times, dtype=np.float64),
-            luma=self.luma[:n],
+            luma=self.storage[:n],
             keyframe=np.asarray(self.keys, dtype=bool),
             full_range=self.full_range,
         )
-        self.luma, self.times, self.keys = None, [], []
+        self.times, self.keys = [], []
         return [chunk]
 
 

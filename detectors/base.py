@@ -42,7 +42,8 @@ class VideoChunk:
 
     `luma` is (frames, height, width) uint8; `times` their presentation times;
     `keyframe` marks intra-coded frames; `full_range` is False for limited-range
-    (16-235) video, the usual case.
+    (16-235) video, the usual case. The arrays are reused for the next chunk:
+    a detector that keeps a frame beyond `feed_video` keeps a copy.
     """
 
     times: np.ndarray
@@ -76,21 +77,41 @@ class WindowContext:
     previous_luma: np.ndarray | None = None
     previous_time_s: float | None = None
     _cached_chunk: VideoChunk | None = None
+    _coarse: np.ndarray | None = None
     _black: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def _chunk_cache(self, chunk: VideoChunk) -> None:
+        if self._cached_chunk is not chunk:
+            self._cached_chunk, self._coarse, self._black = chunk, None, {}
+
+    def coarse_luma(self, chunk: VideoChunk) -> np.ndarray:
+        """The chunk's luma subsampled to about 400 lines (every `coarse_stride(height)`-th
+        pixel), contiguous; computed once per chunk for the detectors that measure whole-
+        picture statistics, where every pixel of a 1080p frame adds cost but no accuracy."""
+        self._chunk_cache(chunk)
+        if self._coarse is None:
+            step = coarse_stride(chunk.luma.shape[1])
+            self._coarse = chunk.luma if step == 1 else np.ascontiguousarray(chunk.luma[:, ::step, ::step])
+        return self._coarse
 
     def black_fraction(self, chunk: VideoChunk, *, pixel_level: int) -> np.ndarray:
         """Fraction of pixels at or below `pixel_level`, per frame of the chunk.
 
         Black and freeze both need it; it is computed once per chunk and level.
         """
-        if self._cached_chunk is not chunk:
-            self._cached_chunk, self._black = chunk, {}
+        self._chunk_cache(chunk)
         fractions = self._black.get(pixel_level)
         if fractions is None:
-            n, h, w = chunk.luma.shape
-            counts = np.count_nonzero(chunk.luma.reshape(n, h * w) <= pixel_level, axis=1)
+            luma = self.coarse_luma(chunk)
+            n, h, w = luma.shape
+            counts = np.count_nonzero(luma.reshape(n, h * w) <= pixel_level, axis=1)
             fractions = self._black[pixel_level] = counts / float(h * w)
         return fractions
+
+
+def coarse_stride(height: int) -> int:
+    """Subsampling step that brings a picture to about 400 lines (1 up to 600 lines)."""
+    return max(1, round(height / 400))
 
 
 class Detector:

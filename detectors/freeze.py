@@ -19,7 +19,15 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, db_to_amplitude, limited_range_level
+from .base import (
+    Detector,
+    DetectorOptions,
+    DetectorOutput,
+    VideoChunk,
+    coarse_stride,
+    db_to_amplitude,
+    limited_range_level,
+)
 from .runs import RunState, RunTracker
 
 _BLOCK = 16
@@ -49,10 +57,10 @@ class FreezeState(RunState):
     has_reference: bool = False
 
 
-def _block_max_mad(diff: np.ndarray) -> float:
+def _block_max_mad(diff: np.ndarray, block: int) -> float:
     h, w = diff.shape
-    hb, wb = max(h // _BLOCK, 1), max(w // _BLOCK, 1)
-    bh, bw = min(_BLOCK, h), min(_BLOCK, w)
+    hb, wb = max(h // block, 1), max(w // block, 1)
+    bh, bw = min(block, h), min(block, w)
     blocks = diff[: hb * bh, : wb * bw].reshape(hb, bh, wb, bw)
     return float(blocks.mean(axis=(1, 3)).max())
 
@@ -76,6 +84,7 @@ class FreezeDetector(Detector):
         self.reference_time = 0.0
         self.started = False
         self.previous: np.ndarray | None = None
+        self.block = _BLOCK
         self.previous_active = self.tracker.is_open
         self.difference_total = 0.0
         self.difference_count = 0
@@ -85,9 +94,13 @@ class FreezeDetector(Detector):
         # matches the reference within the noise level.
         ctx = self.context
         self.started = True
-        self.previous = ctx.previous_luma
-        if self.state.has_reference and ctx.previous_luma is not None:
-            self.reference = ctx.previous_luma
+        previous = ctx.previous_luma
+        if previous is not None:
+            step = coarse_stride(previous.shape[0])
+            previous = previous if step == 1 else np.ascontiguousarray(previous[::step, ::step])
+        self.previous = previous
+        if self.state.has_reference and previous is not None:
+            self.reference = previous
         if self.tracker.is_open:
             self.reference_time = float(self.state.open_start_s or 0.0)
         elif ctx.previous_time_s is not None:
@@ -97,6 +110,9 @@ class FreezeDetector(Detector):
         if not self.started:
             self._start()
         n = len(chunk.times)
+        # Whole-picture differences: the coarse luma measures them as well, at a fraction of the cost.
+        luma = self.context.coarse_luma(chunk)
+        self.block = max(2, _BLOCK // coarse_stride(chunk.luma.shape[1]))
         active = np.zeros(n, dtype=bool)
         values = np.zeros(n, dtype=np.float64)
         starts = np.zeros(n, dtype=np.float64)
@@ -106,7 +122,7 @@ class FreezeDetector(Detector):
         else:
             black = np.zeros(n, dtype=bool)
         for i in range(n):
-            frame = chunk.luma[i]
+            frame = luma[i]
             previous, self.previous = self.previous, frame
             t = float(chunk.times[i])
             if black[i]:
@@ -114,7 +130,7 @@ class FreezeDetector(Detector):
                 self.previous_active = False
                 continue
             if self.reference is None or self.reference.shape != frame.shape:
-                self.reference, self.reference_time = frame, t
+                self.reference, self.reference_time = frame.copy(), t
                 self.previous_active = False
                 continue
             diff = np.subtract(frame, self.reference, dtype=np.int16)
@@ -127,11 +143,12 @@ class FreezeDetector(Detector):
             elif self.previous_active and self._encoder_noise(diff, mafd, frame, previous, bool(chunk.keyframe[i])):
                 active[i] = True
             else:
-                self.reference, self.reference_time = frame, t
+                self.reference, self.reference_time = frame.copy(), t
             if active[i]:
                 values[i] = mafd
                 starts[i] = self.reference_time
             self.previous_active = bool(active[i])
+        self.previous = luma[-1].copy() if n else self.previous
         self.tracker.track_frames(chunk.times, active, values, starts)
 
     def _encoder_noise(
@@ -139,7 +156,7 @@ class FreezeDetector(Detector):
     ) -> bool:
         """Is this change the encoder re-quantising a held picture, rather than motion?"""
         o = self.options
-        if mafd > o.refresh_max_mafd or _block_max_mad(diff) > o.refresh_max_block_mad:
+        if mafd > o.refresh_max_mafd or _block_max_mad(diff, self.block) > o.refresh_max_block_mad:
             return False
         if keyframe:
             return True

@@ -1,0 +1,142 @@
+"""CPU cost of our analysis against FFmpeg decoding alone and FFmpeg's own detectors.
+
+    python -m bench.speed [--clip real|1080p|all] [--repeat N]
+
+For each clip, in one run: CPU seconds per media second of
+  - `ffmpeg -threads 1 -i X -f null -`                        (decode only)
+  - FFmpeg's chain: blackdetect,freezedetect,blockdetect,blurdetect + silencedetect,ebur128
+  - ours: every window analysed with ALL detectors (one decoder thread)
+Prints a table and writes bench/results/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("VQA_DECODE_THREADS", "1")  # before activities import: compare one thread with one thread
+
+import imageio_ffmpeg  # noqa: E402
+
+from activities.media import probe  # noqa: E402
+from activities.offline import analyse_file  # noqa: E402
+from detectors import REGISTRY  # noqa: E402
+from vqa.synth import ClipSpec, Segment, make_clip  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(os.environ.get("VQA_BENCH_CACHE", Path.home() / ".cache" / "vqa-bench"))
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+FFMPEG_CHAIN_VIDEO = "blackdetect,freezedetect,blockdetect,blurdetect"
+FFMPEG_CHAIN_AUDIO = "silencedetect,ebur128"
+
+
+def _clip_1080p() -> Path:
+    path = CACHE / "synthetic-1080p30.mp4"
+    if not path.exists():
+        make_clip(
+            path,
+            ClipSpec(
+                duration_s=20.0,
+                fps=30,
+                width=1920,
+                height=1080,
+                video=[Segment("black", 4.0, 6.5), Segment("freeze", 10.0, 13.0)],
+                audio=[Segment("silence", 15.0, 17.5)],
+                keyframe_interval_s=2.0,
+            ),
+        )
+    return path
+
+
+def _clip_real() -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.realmedia import fetch  # the same cache the tests use
+
+    return fetch("bikes.mp4")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ffmpeg_cpu(path: Path, *, video_filters: str | None, audio_filters: str | None, has_audio: bool) -> float:
+    args = [FFMPEG, "-hide_banner", "-nostats", "-loglevel", "error", "-threads", "1", "-filter_threads", "1", "-i", str(path)]
+    if video_filters:
+        args += ["-vf", video_filters]
+    if audio_filters and has_audio:
+        args += ["-af", audio_filters]
+    args += ["-f", "null", "-"]
+    before = _children_cpu()
+    subprocess.run(args, check=True, capture_output=True)
+    return _children_cpu() - before
+
+
+def _our_cpu(path: Path) -> tuple[float, float]:
+    media = probe(str(path))
+    before_cpu, before_wall = time.process_time(), time.perf_counter()
+    analyse_file(path, window_s=10.0, detectors=list(REGISTRY), media=media)
+    return time.process_time() - before_cpu, time.perf_counter() - before_wall
+
+
+def measure(path: Path, repeat: int) -> dict[str, object]:
+    media = probe(str(path))
+    has_audio = media.audio is not None
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        runs = {
+            "ffmpeg_decode": _ffmpeg_cpu(path, video_filters=None, audio_filters=None, has_audio=has_audio),
+            "ffmpeg_detectors": _ffmpeg_cpu(
+                path, video_filters=FFMPEG_CHAIN_VIDEO, audio_filters=FFMPEG_CHAIN_AUDIO, has_audio=has_audio
+            ),
+            "vqa_all_detectors": _our_cpu(path)[0],
+        }
+        for key, value in runs.items():
+            best[key] = min(best.get(key, float("inf")), value)
+    per_second = {k: v / media.duration_s for k, v in best.items()}
+    return {
+        "clip": path.name,
+        "duration_s": media.duration_s,
+        "video": media.video.model_dump() if media.video else None,
+        "audio": media.audio.model_dump() if media.audio else None,
+        "cpu_s": best,
+        "cpu_s_per_media_s": per_second,
+        "vqa_overhead_vs_decode": per_second["vqa_all_detectors"] / per_second["ffmpeg_decode"] - 1.0,
+        "ffmpeg_detectors_vs_decode": per_second["ffmpeg_detectors"] / per_second["ffmpeg_decode"],
+        "detectors": list(REGISTRY),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", choices=["real", "1080p", "all"], default="all")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measure; the fastest counts")
+    args = parser.parse_args(argv)
+    clips = {"real": _clip_real, "1080p": _clip_1080p}
+    chosen = list(clips) if args.clip == "all" else [args.clip]
+    rows = [measure(clips[name](), args.repeat) for name in chosen]
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}"
+    print(f"CPU seconds per media second (fastest of {args.repeat}); machine: {machine}")
+    print(f"{'clip':<26} {'ffmpeg decode':>14} {'ffmpeg chain':>13} {'vqa, all':>10} {'vqa vs decode':>14}")
+    for r in rows:
+        p = r["cpu_s_per_media_s"]
+        assert isinstance(p, dict)
+        print(
+            f"{r['clip']:<26} {p['ffmpeg_decode']:>14.4f} {p['ffmpeg_detectors']:>13.4f} "
+            f"{p['vqa_all_detectors']:>10.4f} {float(r['vqa_overhead_vs_decode']):>+13.0%}"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "speed.json"
+    out.write_text(json.dumps({"machine": machine, "python": platform.python_version(), "rows": rows}, indent=2))
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
