@@ -10,12 +10,16 @@ Exit status with --wait: 0 analysed (defects or not), 1 could not be analysed,
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import os
+
+# Windows already run in parallel; BLAS threads on top only contend for the cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
 import hashlib
 import json
 import logging
-import os
 import re
 import sys
 from pathlib import Path

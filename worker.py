@@ -6,10 +6,14 @@ Connects to TEMPORAL_ADDRESS (default localhost:7233), namespace TEMPORAL_NAMESP
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import logging
 import os
+
+# Windows already run in parallel; BLAS threads on top only contend for the cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import logging
 import signal
 import sys
 

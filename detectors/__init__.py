@@ -10,12 +10,14 @@ from typing import Any
 
 from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoChunk, WindowContext, WindowSpan
 from .black import BlackDetector
+from .clipping import ClippingDetector
 from .freeze import FreezeDetector
+from .loudness import LoudnessDetector
 from .silence import SilenceDetector
 
 REGISTRY: dict[str, type[Detector]] = {
     cls.name: cls
-    for cls in (BlackDetector, FreezeDetector, SilenceDetector)
+    for cls in (BlackDetector, FreezeDetector, SilenceDetector, ClippingDetector, LoudnessDetector)
 }
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as worker.py: windows run in parallel, not BLAS
+
+import asyncio  # noqa: E402
 import subprocess
 import sys
 import uuid
