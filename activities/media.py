@@ -18,6 +18,7 @@ import av.error
 import numpy as np
 
 from detectors import AudioChunk, VideoChunk
+from detectors.base import DecodeErrorChunk
 from vqa.contracts import AudioInfo, MediaInfo, VideoInfo
 
 # Frames per chunk handed to the detectors: big enough to vectorise over,
@@ -239,13 +240,34 @@ def _decode(
         audio_done = audio is None
         last_before: tuple[np.ndarray, float] | None = None
 
+        errors: dict[str, list[tuple[float, float]]] = {"video": [], "audio": []}
+
+        def error_at(stream: av.stream.Stream, pts: int | None, duration: int | None) -> None:
+            if pts is None or stream.time_base is None:
+                return
+            t = float(pts * stream.time_base) - t0
+            if start_s - 1e-6 <= t < end_s - 1e-6:  # earlier ones belong to the window before
+                length = float(duration * stream.time_base) if duration else 0.0
+                errors[stream.type].append((t, length))
+                report.decode_errors += 1
+
         def frames() -> Iterator[av.VideoFrame | av.AudioFrame]:
             for packet in container.demux(streams):
                 try:
-                    yield from packet.decode()
+                    for frame in packet.decode():
+                        if frame.is_corrupt:
+                            error_at(packet.stream, frame.pts, packet.duration)
+                        yield frame
                 except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
                     # A corrupt packet is a defect of the stream, not a failure of the analysis.
-                    report.decode_errors += 1
+                    error_at(packet.stream, packet.pts, packet.duration)
+
+        def error_chunks() -> Iterator[DecodeErrorChunk]:
+            for track, found in errors.items():
+                if found:
+                    times, durations = zip(*sorted(found))
+                    yield DecodeErrorChunk(track=track, times=np.array(times), durations=np.array(durations))  # type: ignore[arg-type]
+                    found.clear()
 
         for frame in frames():
             if frame.time is None:
@@ -279,6 +301,7 @@ def _decode(
                     t += converted.samples / converted.sample_rate
                 if audio_buffer.done:
                     audio_done = True
+            yield from error_chunks()
             if video_done and audio_done:
                 break
 
@@ -286,6 +309,7 @@ def _decode(
         for item in audio_buffer.flush():
             report.audio_samples += item.samples.shape[1]
             yield item
+        yield from error_chunks()
     except av.error.FFmpegError as exc:
         raise SourceUnavailableError(f"reading {source} failed: {exc.strerror}") from exc
     finally:

@@ -48,18 +48,19 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     media = request.media
     context = WindowContext(span=WindowSpan(start_s=request.start_s, end_s=request.end_s, is_last=request.is_last))
     present = {"video": media.video is not None, "audio": media.audio is not None}
+    present["av"] = present["video"] or present["audio"]
     active: dict[str, detectors.Detector] = {}
     for name in names:
         cls = detectors.REGISTRY[name]
-        if not present.get(cls.track, True):
+        if not present[cls.track]:
             continue  # a video detector on an audio-only stream has nothing to look at
         active[name] = cls(
             options=options.get(name) or cls.Options(),
             state=request.states.get(name),
             context=context,
         )
-    video_detectors = [d for d in active.values() if d.track == "video"]
-    audio_detectors = [d for d in active.values() if d.track == "audio"]
+    video_detectors = [d for d in active.values() if d.track in ("video", "av")]
+    audio_detectors = [d for d in active.values() if d.track in ("audio", "av")]
 
     def heartbeat(position_s: float) -> None:
         if activity.in_activity():
@@ -78,13 +79,14 @@ def analyze_window(request: WindowRequest) -> WindowResult:
             elif isinstance(chunk, AudioChunk):
                 for detector in audio_detectors:
                     detector.feed_audio(chunk)
+            else:
+                for detector in active.values():
+                    detector.feed_decode_errors(chunk)
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
 
     result = WindowResult(index=request.index, start_s=request.start_s, end_s=request.end_s)
     result.metrics = WindowMetrics(video_frames=report.video_frames, audio_samples=report.audio_samples)
-    if report.decode_errors:
-        result.metrics.measures["decode_errors"] = float(report.decode_errors)
     for name, detector in active.items():
         output = detector.finish()
         result.events.extend(output.events)

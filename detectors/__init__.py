@@ -11,13 +11,23 @@ from typing import Any
 from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoChunk, WindowContext, WindowSpan
 from .black import BlackDetector
 from .clipping import ClippingDetector
+from .decode_error import DecodeErrorDetector
 from .freeze import FreezeDetector
 from .loudness import LoudnessDetector
+from .signal_loss import SignalLossDetector
 from .silence import SilenceDetector
 
 REGISTRY: dict[str, type[Detector]] = {
     cls.name: cls
-    for cls in (BlackDetector, FreezeDetector, SilenceDetector, ClippingDetector, LoudnessDetector)
+    for cls in (
+        BlackDetector,
+        FreezeDetector,
+        SilenceDetector,
+        ClippingDetector,
+        LoudnessDetector,
+        DecodeErrorDetector,
+        SignalLossDetector,
+    )
 }
 
 

@@ -61,6 +61,16 @@ class AudioChunk:
     samples: np.ndarray
 
 
+@dataclass(frozen=True)
+class DecodeErrorChunk:
+    """Packets of one track that failed to decode (or decoded to frames marked corrupt):
+    their times, and how much media each one carried."""
+
+    track: Track
+    times: np.ndarray
+    durations: np.ndarray
+
+
 @dataclass
 class DetectorOutput:
     events: list[DefectEvent] = field(default_factory=list)
@@ -132,6 +142,9 @@ class Detector:
         pass
 
     def feed_audio(self, chunk: AudioChunk) -> None:  # pragma: no cover - audio-less detectors
+        pass
+
+    def feed_decode_errors(self, chunk: DecodeErrorChunk) -> None:
         pass
 
     def finish(self) -> DetectorOutput:

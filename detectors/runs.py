@@ -16,7 +16,7 @@ from vqa.contracts import Defect, DefectEvent, Track
 
 from .base import DetectorState
 
-Reduce = Literal["mean", "max"]
+Reduce = Literal["mean", "max", "sum"]
 
 
 class RunState(DetectorState):
@@ -122,7 +122,7 @@ class RunTracker:
         st = self.state
         if st.value_count == 0:
             return None
-        value = st.value_total if self.reduce == "max" else st.value_total / st.value_count
+        value = st.value_total if self.reduce in ("max", "sum") else st.value_total / st.value_count
         return self.report_value(value) if self.report_value else value
 
     def _event(self, phase: Literal["opened", "closed"], end_s: float) -> DefectEvent:

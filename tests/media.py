@@ -60,13 +60,48 @@ CLEAN = ClipSpec(duration_s=12.0)
 AUDIO_ONLY = ClipSpec(duration_s=8.0, with_video=False, audio=[Segment("silence", 2.0, 5.0)])
 VIDEO_ONLY = ClipSpec(duration_s=8.0, with_audio=False, video=[Segment("black", 1.0, 4.0)])
 
+# A track that stops delivering: video gaps (one mid-stream, one to the end) and an audio gap.
+GAPS = ClipSpec(
+    duration_s=14.0,
+    video=[Segment("gap", 4.0, 6.5), Segment("gap", 11.0, 14.0)],
+    audio=[Segment("gap", 7.0, 9.0)],
+    keyframe_interval_s=1.0,
+)
+GAPS_TRUTH = [
+    Expected("signal_loss", 4.0, 6.5),
+    Expected("signal_loss", 7.0, 9.0),
+    Expected("signal_loss", 11.0, 14.0),
+]
+
 SPECS = {
     "main": MAIN,
     "boundary": BOUNDARY,
     "clean": CLEAN,
     "audio_only": AUDIO_ONLY,
     "video_only": VIDEO_ONLY,
+    "gaps": GAPS,
 }
+
+
+def corrupt_video_packet(src: Path, dst: Path, *, at_s: float) -> float:
+    """Copy `src` to `dst` with the payload of the first video packet at or after
+    `at_s` overwritten by garbage (header and index intact). Returns its time."""
+    import av
+    import numpy as np
+
+    with av.open(str(src)) as c:
+        stream = c.streams.video[0]
+        for packet in c.demux(stream):
+            if packet.pts is not None and packet.pts * stream.time_base >= at_s and packet.size > 64 and packet.pos:
+                pos, size, t = packet.pos, packet.size, float(packet.pts * stream.time_base)
+                break
+        else:
+            raise ValueError(f"no video packet at {at_s}s in {src}")
+    data = bytearray(src.read_bytes())
+    garbage = np.random.default_rng(3).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    data[pos + 8 : pos + size] = garbage  # keep the NAL length and header bytes
+    dst.write_bytes(bytes(data))
+    return t
 
 
 class ClipFactory:

@@ -15,8 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-VIDEO_KINDS = ("black", "freeze", "still")
-AUDIO_KINDS = ("silence", "quiet")
+VIDEO_KINDS = ("black", "freeze", "still", "gap")
+AUDIO_KINDS = ("silence", "quiet", "gap")  # gap: no media at all (timestamps jump over it)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def _luma_at(spec: ClipSpec, t: float, rng: np.random.Generator, still: dict[flo
     seg = _segment_at(spec.video, t)
     if seg is None:
         return _pattern(t, spec.width, spec.height, rng)
+    if seg.kind == "gap":
+        raise AssertionError("gap frames are not encoded")  # pragma: no cover
     if seg.kind == "black":
         return np.full((spec.height, spec.width), 16, dtype=np.uint8)
     if seg.kind == "freeze":
@@ -90,7 +92,7 @@ def _audio_block(spec: ClipSpec, t0: float, n: int, rng: np.random.Generator) ->
     out = np.repeat(tone[None, :], spec.channels, axis=0).astype(np.float32)
     for seg in spec.audio:
         mask = (t >= seg.start_s) & (t < seg.end_s)
-        if not mask.any():
+        if not mask.any() or seg.kind == "gap":
             continue
         if seg.kind == "silence":
             # Dead air with a noise floor around -90 dBFS, well under the -60 dB rule.
@@ -143,6 +145,8 @@ def make_clip(path: str | Path, spec: ClipSpec) -> Path:
         next_sample = 0
         for i in range(frames if vstream else 0):
             t = i / spec.fps
+            if _in_gap(spec.video, t):
+                continue
             frame = _yuv(_luma_at(spec, t, rng, still))
             frame.pts = i
             for packet in vstream.encode(frame):
@@ -166,8 +170,15 @@ def make_clip(path: str | Path, spec: ClipSpec) -> Path:
     return path
 
 
+def _in_gap(segments: Sequence[Segment], t: float) -> bool:
+    seg = _segment_at(segments, t)
+    return seg is not None and seg.kind == "gap"
+
+
 def _encode_audio(container, astream, spec: ClipSpec, start: int, block: int, total: int, rng) -> int:  # type: ignore[no-untyped-def]
     n = min(block, total - start)
+    if _in_gap(spec.audio, start / spec.sample_rate):
+        return start + n
     samples = _audio_block(spec, start / spec.sample_rate, n, rng)
     frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=astream.layout.name)
     frame.sample_rate = spec.sample_rate

@@ -1,0 +1,63 @@
+"""Corrupt or undecodable data: any packet that fails to decode is a defect.
+
+The rest of the window is still analysed (the decoder skips the bad packet).
+Errors of one track closer together than `merge_gap_s` are one event; its
+value is the number of errors, its span from the first bad packet to the end
+of the last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from .base import DecodeErrorChunk, Detector, DetectorOptions, DetectorOutput, DetectorState
+from .runs import RunState, RunTracker
+
+
+class DecodeErrorOptions(DetectorOptions):
+    merge_gap_s: float = Field(2.0, ge=0, description="errors of a track closer together than this are one event")
+
+
+class DecodeErrorState(DetectorState):
+    video: RunState = Field(default_factory=RunState)
+    audio: RunState = Field(default_factory=RunState)
+
+
+class DecodeErrorDetector(Detector):
+    name = "decode_error"
+    kind = "decode_error"
+    track = "av"
+    Options = DecodeErrorOptions
+    State = DecodeErrorState
+    options: DecodeErrorOptions
+    state: DecodeErrorState
+
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self.trackers = {
+            track: RunTracker(kind=self.kind, track=track, min_duration_s=0.0, state=getattr(self.state, track), reduce="sum")
+            for track in ("video", "audio")
+        }
+        self.ends = {"video": 0.0, "audio": 0.0}
+        self.errors = 0
+
+    def feed_decode_errors(self, chunk: DecodeErrorChunk) -> None:
+        tracker = self.trackers[chunk.track]
+        for t, duration in zip(chunk.times.tolist(), chunk.durations.tolist()):
+            self.errors += 1
+            last = tracker.state.last_active_s
+            if tracker.is_open and last is not None and t - last > self.options.merge_gap_s:
+                tracker.inactive(last)
+            tracker.active(start_s=t, last_s=t + duration, values=np.ones(1))
+
+    def finish(self) -> DetectorOutput:
+        span = self.context.span
+        events = []
+        for tracker in self.trackers.values():
+            last = tracker.state.last_active_s
+            if tracker.is_open and last is not None and (span.is_last or span.end_s - last > self.options.merge_gap_s):
+                tracker.inactive(last)
+            events += tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+        measures = {"decode_errors": float(self.errors)} if self.errors else {}
+        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
