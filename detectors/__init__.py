@@ -10,6 +10,8 @@ from typing import Any
 
 from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoChunk, WindowContext, WindowSpan
 from .black import BlackDetector
+from .blockiness import BlockinessDetector
+from .blur import BlurDetector
 from .clipping import ClippingDetector
 from .decode_error import DecodeErrorDetector
 from .freeze import FreezeDetector
@@ -23,6 +25,8 @@ REGISTRY: dict[str, type[Detector]] = {
         BlackDetector,
         FreezeDetector,
         SilenceDetector,
+        BlockinessDetector,
+        BlurDetector,
         ClippingDetector,
         LoudnessDetector,
         DecodeErrorDetector,

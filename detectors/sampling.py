@@ -1,0 +1,26 @@
+"""Which frames a detector analyses when it does not need every one.
+
+A rule about stretches of half a second or more needs a verdict a few times a
+second, not at every frame. Picking the frames by their time on the stream's
+timeline (not by their position in a window or chunk) keeps the choice, and so
+the events, the same wherever windows and chunks begin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def analysis_slots(times: np.ndarray, interval_s: float, last_slot: int | None) -> tuple[np.ndarray, int | None]:
+    """Indices of the frames to analyse, the first frame of each `interval_s` slot of the timeline.
+
+    `last_slot` is the slot analysed last (carried in the detector's state); the
+    second value returned is the new one. An interval of 0 picks every frame.
+    """
+    if interval_s <= 0 or times.size == 0:
+        return np.arange(times.size), last_slot
+    slots = np.floor(times / interval_s + 1e-6).astype(np.int64)
+    first = int(slots[0]) - 1 if last_slot is None else last_slot
+    previous = np.concatenate(([first], slots[:-1]))
+    picked = np.flatnonzero(slots > previous)
+    return picked, max(first, int(slots.max()))
