@@ -21,7 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("VQA_DECODE_THREADS", "1")  # before activities import: compare one thread with one thread
+# Before numpy and activities are imported: one decoder thread and one BLAS thread,
+# against `ffmpeg -threads 1` (the worker runs windows in parallel instead).
+os.environ.setdefault("VQA_DECODE_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import imageio_ffmpeg  # noqa: E402
 

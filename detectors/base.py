@@ -95,7 +95,7 @@ class WindowContext:
             self._cached_chunk, self._coarse, self._black = chunk, None, {}
 
     def coarse_luma(self, chunk: VideoChunk) -> np.ndarray:
-        """The chunk's luma subsampled to about 400 lines (every `coarse_stride(height)`-th
+        """The chunk's luma subsampled to about 270 lines (every `coarse_stride(height)`-th
         pixel), contiguous; computed once per chunk for the detectors that measure whole-
         picture statistics, where every pixel of a 1080p frame adds cost but no accuracy."""
         self._chunk_cache(chunk)
@@ -120,8 +120,8 @@ class WindowContext:
 
 
 def coarse_stride(height: int) -> int:
-    """Subsampling step that brings a picture to about 400 lines (1 up to 600 lines)."""
-    return max(1, round(height / 400))
+    """Subsampling step that brings a picture to about 270 lines (1 up to 400 lines; 1080p: 4)."""
+    return max(1, round(height / 270))
 
 
 class Detector:
