@@ -52,7 +52,7 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     active: dict[str, detectors.Detector] = {}
     for name in names:
         cls = detectors.REGISTRY[name]
-        if not present[cls.track]:
+        if not present[cls.track] or (cls.needs_both_tracks and not (present["video"] and present["audio"])):
             continue  # a video detector on an audio-only stream has nothing to look at
         active[name] = cls(
             options=options.get(name) or cls.Options(),

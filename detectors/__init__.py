@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .av_sync import AvSyncDetector
 from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoChunk, WindowContext, WindowSpan
 from .black import BlackDetector
 from .blockiness import BlockinessDetector
@@ -31,6 +32,7 @@ REGISTRY: dict[str, type[Detector]] = {
         LoudnessDetector,
         DecodeErrorDetector,
         SignalLossDetector,
+        AvSyncDetector,
     )
 }
 

@@ -130,6 +130,7 @@ class Detector:
     name: ClassVar[str]
     track: ClassVar[Track]
     kind: ClassVar[str]
+    needs_both_tracks: ClassVar[bool] = False  # an "av" detector that compares the two tracks
     Options: ClassVar[type[DetectorOptions]]
     State: ClassVar[type[DetectorState]]
 
