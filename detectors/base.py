@@ -36,18 +36,45 @@ class WindowSpan:
     is_last: bool
 
 
+class FrameStack:
+    """Pictures of equal size held as separate 2-D arrays (views of decoded frames),
+    indexed like a (frames, height, width) array: a frame, or a selection of frames
+    with slices of each, is materialised only when asked for."""
+
+    def __init__(self, planes: list[np.ndarray]) -> None:
+        self.planes = planes
+        self.shape = (len(planes), *planes[0].shape) if planes else (0, 0, 0)
+        self.dtype = planes[0].dtype if planes else np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.planes)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(first, (int, np.integer)):
+            return self.planes[first][rest]
+        indices = range(len(self.planes))[first] if isinstance(first, slice) else np.asarray(first).tolist()
+        return np.stack([self.planes[i][rest] for i in indices])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        stacked = np.stack(self.planes) if self.planes else np.empty(self.shape, np.uint8)
+        return stacked if dtype is None else stacked.astype(dtype)
+
+
 @dataclass(frozen=True)
 class VideoChunk:
     """Consecutive decoded frames of one window.
 
-    `luma` is (frames, height, width) uint8; `times` their presentation times;
+    `luma` is (frames, height, width) uint8 — an array, or a `FrameStack` of views
+    of the decoded frames (the decoder's own buffers: no copy of a full picture is
+    made unless a detector asks for one); `times` their presentation times;
     `keyframe` marks intra-coded frames; `full_range` is False for limited-range
-    (16-235) video, the usual case. The arrays are reused for the next chunk:
-    a detector that keeps a frame beyond `feed_video` keeps a copy.
+    (16-235) video, the usual case. A detector that keeps a frame beyond
+    `feed_video` keeps a copy.
     """
 
     times: np.ndarray
-    luma: np.ndarray
+    luma: np.ndarray | FrameStack
     keyframe: np.ndarray
     full_range: bool = False
 
@@ -95,13 +122,13 @@ class WindowContext:
             self._cached_chunk, self._coarse, self._black = chunk, None, {}
 
     def coarse_luma(self, chunk: VideoChunk) -> np.ndarray:
-        """The chunk's luma subsampled to about 270 lines (every `coarse_stride(height)`-th
+        """The chunk's luma subsampled to about 180 lines (every `coarse_stride(height)`-th
         pixel), contiguous; computed once per chunk for the detectors that measure whole-
         picture statistics, where every pixel of a 1080p frame adds cost but no accuracy."""
         self._chunk_cache(chunk)
         if self._coarse is None:
             step = coarse_stride(chunk.luma.shape[1])
-            self._coarse = chunk.luma if step == 1 else np.ascontiguousarray(chunk.luma[:, ::step, ::step])
+            self._coarse = np.ascontiguousarray(chunk.luma if step == 1 else chunk.luma[:, ::step, ::step])
         return self._coarse
 
     def black_fraction(self, chunk: VideoChunk, *, pixel_level: int) -> np.ndarray:
@@ -120,8 +147,9 @@ class WindowContext:
 
 
 def coarse_stride(height: int) -> int:
-    """Subsampling step that brings a picture to about 270 lines (1 up to 400 lines; 1080p: 4)."""
-    return max(1, round(height / 270))
+    """Subsampling step for whole-picture measures: none up to 400 lines, then about
+    180 lines (720p: 4, 1080p: 6), plenty for a mean or a fraction of a picture."""
+    return 1 if height <= 400 else max(2, round(height / 180))
 
 
 class Detector:

@@ -52,6 +52,10 @@ class SilenceDetector(Detector):
         silent = magnitude < self.threshold
         starts, stops = find_runs(silent)
         rate = float(chunk.sample_rate)
+        # Interior runs shorter than the rule (a tone's zero crossings) can never make an
+        # event: skip them here rather than follow thousands a second one by one.
+        keep = (stops - starts >= self.options.min_duration_s * rate) | (starts == 0) | (stops == magnitude.size)
+        starts, stops = starts[keep], stops[keep]
         t0 = chunk.start_s
         if self.tracker.is_open and (starts.size == 0 or starts[0] != 0):
             self.tracker.inactive(t0)

@@ -38,7 +38,7 @@ def _video(duration_s: float, *, black=(), frozen=(), refresh_every_s: float | N
     return times, np.stack(frames), keys
 
 
-def _run_video(name: str, times, luma, keys, *, window_s: float, options: DetectorOptions | None = None) -> list[DefectEvent]:  # type: ignore[no-untyped-def]
+def _run_video(name: str, times, luma, keys, *, window_s: float, options: DetectorOptions | None = None, with_previous: bool = True) -> list[DefectEvent]:  # type: ignore[no-untyped-def]
     """Feed frames in windows of `window_s` (chunks of 7 frames) with state carried between windows."""
     cls = REGISTRY[name]
     duration = len(times) / FPS
@@ -50,7 +50,7 @@ def _run_video(name: str, times, luma, keys, *, window_s: float, options: Detect
         end = min(start + window_s, duration)
         sel = np.flatnonzero((times >= start - 1e-9) & (times < end - 1e-9))
         ctx = WindowContext(span=WindowSpan(start_s=start, end_s=end, is_last=end >= duration - 1e-9))
-        if previous is not None:
+        if previous is not None and with_previous:
             ctx.previous_luma, ctx.previous_time_s = luma[previous], float(times[previous])
         det = cls(options=options or cls.Options(), state=state, context=ctx)
         for c in range(0, len(sel), 7):
@@ -113,6 +113,17 @@ def test_freeze_splits_at_refresh_when_refresh_tolerance_is_off() -> None:
 def test_freeze_that_begins_exactly_on_a_window_boundary() -> None:
     times, luma, keys = _video(10.0, frozen=[(4.0, 7.0)])
     assert _closed(_run_video("freeze", times, luma, keys, window_s=4.0)) == [(4.0, 7.0)]
+
+
+def test_freeze_across_windows_that_start_on_keyframes() -> None:
+    """No frame before the window is decoded then: the held picture's thumbnail carries the freeze."""
+    times, luma, keys = _video(12.0, frozen=[(2.0, 9.0)], refresh_every_s=1.0)
+    assert _closed(_run_video("freeze", times, luma, keys, window_s=3.0, with_previous=False)) == [(2.0, 9.0)]
+
+
+def test_picture_change_on_a_keyframe_window_start_ends_the_freeze() -> None:
+    times, luma, keys = _video(12.0, frozen=[(1.0, 6.0), (6.0, 11.0)])
+    assert _closed(_run_video("freeze", times, luma, keys, window_s=3.0, with_previous=False)) == [(1.0, 6.0), (6.0, 11.0)]
 
 
 def test_short_freeze_and_moving_picture_are_not_reported() -> None:
