@@ -2,6 +2,7 @@
 
     python starter.py SOURCE [--wait [--json]] [--dev] [--stream-id ID]
                              [--window-seconds S] [--detectors a,b] [--set det.option=value]
+                             [--results DIR|s3://bucket/prefix|none]
 
 With no SOURCE, a demo clip with known defects is generated and analysed.
 Exit status with --wait: 0 analysed (defects or not), 1 could not be analysed,
@@ -90,6 +91,13 @@ def _normalise_source(source: str) -> str:
     return os.path.abspath(source)
 
 
+def _normalise_results(results: str | None) -> str | None:
+    """A local results directory is made absolute here: the worker may run elsewhere."""
+    if results is None or "://" in results or results.strip().lower() == "none":
+        return results
+    return os.path.abspath(results)
+
+
 def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
     """Validate everything the user typed before anything starts."""
     try:
@@ -103,6 +111,7 @@ def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
             detectors=names if args.detectors else [],
             options=options,
             windows_per_run=args.windows_per_run,
+            results=_normalise_results(args.results),
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -113,7 +122,7 @@ def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Start (or attach to) the monitoring workflow of one stream.")
-    p.add_argument("source", nargs="?", help="file path, file:// or http(s):// URL; omitted: a generated demo clip")
+    p.add_argument("source", nargs="?", help="file path, file://, http(s):// or s3://bucket/key URL; omitted: a generated demo clip")
     p.add_argument("--wait", action="store_true", help="wait for the end and print the defects")
     p.add_argument("--json", action="store_true", help="with --wait: print exactly one StreamReport JSON on stdout")
     p.add_argument("--dev", action="store_true", help="start a local Temporal dev server and a worker if none run")
@@ -121,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window-seconds", type=float, default=10.0, help="window length in seconds (default 10)")
     p.add_argument("--detectors", help="comma-separated detectors to run (default: all): " + ",".join(detectors.REGISTRY))
     p.add_argument("--set", action="append", metavar="DET.OPTION=VALUE", help="a detector option, repeatable")
+    p.add_argument(
+        "--results",
+        metavar="URI",
+        help="where the report and window results are written: a directory, s3://bucket/prefix or 'none' "
+        "(default: the worker's VQA_RESULTS, else $VQA_HOME/results)",
+    )
     p.add_argument("--windows-per-run", type=int, default=500, help=argparse.SUPPRESS)
     return p
 
@@ -253,6 +268,8 @@ def format_table(report: StreamReport) -> str:
     ]
     if report.error:
         lines.append(f"error  {report.error}")
+    if report.results_uri:
+        lines.append(f"results {report.results_uri}")
     if not report.defects:
         lines.append("no defects found")
         return "\n".join(lines)

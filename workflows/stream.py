@@ -11,12 +11,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from vqa.contracts import (
         ANALYZE_WINDOW,
         PROBE_SOURCE,
+        WRITE_REPORT,
         MediaInfo,
         ProbeRequest,
         StreamProgress,
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         StreamStatus,
         WindowRequest,
         WindowResult,
+        WriteReportRequest,
     )
     from vqa.stitch import apply_window, report_defects
 
@@ -37,6 +39,8 @@ _RETRY = RetryPolicy(
     maximum_attempts=6,
     non_retryable_error_types=_NON_RETRYABLE,
 )
+# A report written after the analysis failed is a courtesy: a short try, then give up.
+_RETRY_ONCE_MORE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 ANALYSIS_FAILED = "AnalysisFailed"
 
 
@@ -55,6 +59,7 @@ class StreamMonitorWorkflow:
         self.progress = progress
         self.state: StreamState = "running" if progress is not None else "probing"
         self.stop_requested = progress.stop_requested if progress is not None else False
+        self.window_in_flight: workflow.ActivityHandle[WindowResult] | None = None
 
     @workflow.run
     async def run(self, request: StreamRequest) -> StreamReport:
@@ -65,16 +70,20 @@ class StreamMonitorWorkflow:
         p = self.progress
         total = self._windows_total(p.media)
         started_at = p.next_index
-        while p.next_index < total and not self.stop_requested:
+        while not p.ended and not self.stop_requested and (total is None or p.next_index < total):
             if p.next_index - started_at >= self.request.windows_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 p.runs += 1
                 p.stop_requested = self.stop_requested
                 workflow.continue_as_new(self.request.model_copy(update={"resume": p}))
             result = await self._analyze(p, total)
+            if result is None:
+                break  # stopped while a live window waited for media
             apply_window(p, result)
-        self.state = "stopped" if p.next_index < total else "completed"
-        return self._report()
+        if p.media.live:
+            p.media = p.media.model_copy(update={"duration_s": p.position_s})
+        self.state = "completed" if p.ended or (total is not None and p.next_index >= total) else "stopped"
+        return await self._store(self._report())
 
     @workflow.query
     def status(self) -> StreamStatus:
@@ -90,12 +99,18 @@ class StreamMonitorWorkflow:
             runs=p.runs if p else 1,
             defects=sorted(p.defects, key=lambda d: d.start_s) if p else [],
             open_defects=[e.defect for e in p.open_events] if p else [],
+            live=bool(p and p.media.live),
+            live_edge_s=p.live_edge_s if p else None,
+            lag_s=round(max(0.0, p.live_edge_s - p.position_s), 3) if p and p.live_edge_s is not None else None,
         )
 
     @workflow.signal
     def stop(self) -> None:
-        """Finish the window in progress, then end the analysis with status `stopped`."""
+        """End the analysis with status `stopped`: a file's window in progress is finished,
+        a live window still waiting for media is cancelled."""
         self.stop_requested = True
+        if self.progress is not None and self.progress.media.live and self.window_in_flight is not None:
+            self.window_in_flight.cancel()
 
     async def _probe(self) -> MediaInfo:
         try:
@@ -108,27 +123,28 @@ class StreamMonitorWorkflow:
             )
         except ActivityError as err:
             self.state = "failed"
-            raise ApplicationError(
-                _cause_message(err), self._report(error=_cause_message(err)), type=ANALYSIS_FAILED, non_retryable=True
-            ) from err
+            report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
+            raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
-    async def _analyze(self, p: StreamProgress, total: int) -> WindowResult:
+    async def _analyze(self, p: StreamProgress, total: int | None) -> WindowResult | None:
         w = self.request.window_seconds
         index = p.next_index
+        end = (index + 1) * w if total is None else min((index + 1) * w, p.media.duration_s)
         window = WindowRequest(
             stream_id=self.request.stream_id,
             source=self.request.source,
             index=index,
             start_s=round(index * w, 6),
-            end_s=round(min((index + 1) * w, p.media.duration_s), 6),
-            is_last=index == total - 1,
+            end_s=round(end, 6),
+            is_last=index == total - 1 if total is not None else False,
             media=p.media,
             detectors=self.request.detectors,
             options=self.request.options,
             states=p.states,
+            results=self.request.results,
         )
         try:
-            return await workflow.execute_activity(
+            self.window_in_flight = workflow.start_activity(
                 ANALYZE_WINDOW,
                 window,
                 result_type=WindowResult,
@@ -137,21 +153,43 @@ class StreamMonitorWorkflow:
                 retry_policy=_RETRY,
                 summary=f"window {index} · {window.start_s:g}–{window.end_s:g} s",
             )
+            return await self.window_in_flight
         except ActivityError as err:
+            if self.stop_requested and isinstance(err.cause, CancelledError):
+                return None
             self.state = "failed"
             message = f"window {index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
-            raise ApplicationError(
-                message, self._report(error=message), type=ANALYSIS_FAILED, non_retryable=True
-            ) from err
+            report = await self._store(self._report(error=message), best_effort=True)
+            raise ApplicationError(message, report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
-    def _windows_total(self, media: MediaInfo) -> int:
+    async def _store(self, report: StreamReport, *, best_effort: bool = False) -> StreamReport:
+        """Write the report to the stream's results location; the copy returned says where."""
+        try:
+            uri = await workflow.execute_activity(
+                WRITE_REPORT,
+                WriteReportRequest(report=report, results=self.request.results),
+                result_type=str,  # None when the results sink is off
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=_RETRY_ONCE_MORE if best_effort else _RETRY,
+                summary="report",
+            )
+        except ActivityError as err:
+            if best_effort:
+                return report  # the analysis already failed; that failure is the one to report
+            self.state = "failed"
+            message = _cause_message(err)
+            raise ApplicationError(message, self._report(error=message), type=ANALYSIS_FAILED, non_retryable=True) from err
+        return report.model_copy(update={"results_uri": uri})
+
+    def _windows_total(self, media: MediaInfo) -> int | None:
+        """Windows in a file or VOD playlist; None for a live stream (it ends when its playlist does)."""
+        if media.live:
+            return None
         return max(1, math.ceil(media.duration_s / self.request.window_seconds - 1e-9))
 
     def _position(self) -> float:
         p = self.progress
-        if p is None:
-            return 0.0
-        return round(min(p.next_index * self.request.window_seconds, p.media.duration_s), 6)
+        return round(p.position_s, 6) if p is not None else 0.0
 
     def _report(self, *, error: str | None = None) -> StreamReport:
         p = self.progress

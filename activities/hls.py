@@ -1,0 +1,168 @@
+"""HLS playlists (VOD and live): parse, pick the segments a window needs, read them as one stream.
+
+A window decodes only the MPEG-TS segments that overlap it (plus the one before,
+for pre-roll), concatenated in memory as they are read; nothing is stored. A live
+playlist grows while the stream runs: a window waits (in its activity,
+heartbeating) until the playlist covers it, the playlist ends, or no new segment
+has come for `stall_s` — then it analyses what there is.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urljoin, urlparse
+
+from .errors import SourceUnavailableError, UnreadableSourceError
+
+HTTP_TIMEOUT_S = 15.0
+
+
+def is_hls(source: str) -> bool:
+    path = urlparse(source).path if "://" in source else source
+    return path.lower().endswith(".m3u8")
+
+
+@dataclass(frozen=True)
+class HlsSegment:
+    uri: str
+    start_s: float  # nominal, from the durations of the segments before it
+    duration_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+@dataclass
+class Playlist:
+    uri: str
+    segments: list[HlsSegment] = field(default_factory=list)
+    ended: bool = False
+    target_duration_s: float = 6.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.segments[-1].end_s if self.segments else 0.0
+
+
+def read_bytes(uri: str) -> bytes:
+    """GET an http(s) URL or read a local file/`file://` URL."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310 - schemes checked
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 410):
+                raise UnreadableSourceError(f"not found (HTTP {exc.code}): {uri}") from exc
+            if 400 <= exc.code < 500:
+                raise UnreadableSourceError(f"refused (HTTP {exc.code}): {uri}") from exc
+            raise SourceUnavailableError(f"server error (HTTP {exc.code}): {uri}") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise SourceUnavailableError(f"cannot reach {uri}: {getattr(exc, 'reason', exc)}") from exc
+    path = unquote(parsed.path) if parsed.scheme == "file" else uri
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise UnreadableSourceError(f"source not found: {path}") from exc
+    except OSError as exc:
+        raise SourceUnavailableError(f"cannot read {path}: {exc}") from exc
+
+
+def _resolve(base: str, ref: str) -> str:
+    if "://" in ref or ref.startswith("/"):
+        return ref
+    if "://" in base:
+        return urljoin(base, ref)
+    return os.path.join(os.path.dirname(base), ref)
+
+
+def load_playlist(uri: str) -> Playlist:
+    """Fetch and parse a media playlist (a master playlist: its first variant)."""
+    text = read_bytes(uri).decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("#EXTM3U"):
+        raise UnreadableSourceError(f"not an HLS playlist (no #EXTM3U): {uri}")
+    for i, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF") and i + 1 < len(lines):
+            return load_playlist(_resolve(uri, lines[i + 1]))
+    playlist = Playlist(uri=uri)
+    duration: float | None = None
+    t = 0.0
+    for line in lines:
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            playlist.target_duration_s = float(line.split(":", 1)[1])
+        elif line.startswith("#EXTINF:"):
+            duration = float(line.split(":", 1)[1].split(",")[0])
+        elif line.startswith("#EXT-X-ENDLIST"):
+            playlist.ended = True
+        elif line.startswith("#EXT-X-MAP"):
+            raise UnreadableSourceError(f"fragmented-MP4 HLS is not supported yet (MPEG-TS segments are): {uri}")
+        elif not line.startswith("#") and duration is not None:
+            playlist.segments.append(HlsSegment(uri=_resolve(uri, line), start_s=t, duration_s=duration))
+            t += duration
+            duration = None
+    return playlist
+
+
+def segments_for(playlist: Playlist, start_s: float, end_s: float, preroll_s: float) -> list[HlsSegment]:
+    """The segments overlapping [start_s - preroll_s, end_s) on the nominal timeline."""
+    begin = max(0.0, start_s - preroll_s)
+    return [s for s in playlist.segments if s.end_s > begin and s.start_s < end_s]
+
+
+class SegmentStream(io.RawIOBase):
+    """The listed segments, read one after another as a single non-seekable byte stream."""
+
+    def __init__(self, segments: list[HlsSegment]) -> None:
+        self._pending = list(segments)
+        self._buffer = b""
+        self._offset = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while self._offset >= len(self._buffer):
+            if not self._pending:
+                return 0
+            self._buffer, self._offset = read_bytes(self._pending.pop(0).uri), 0
+            self.requests += 1
+        n = min(len(target), len(self._buffer) - self._offset)
+        target[:n] = self._buffer[self._offset : self._offset + n]
+        self._offset += n
+        return n
+
+
+def wait_for_coverage(
+    uri: str,
+    end_s: float,
+    *,
+    stall_s: float,
+    heartbeat: Callable[[float], None],
+    poll_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[Playlist, bool]:
+    """Reload a live playlist until it covers `end_s` or ends. Returns it and whether it stalled
+    (no new segment for `stall_s`: the stream stopped delivering)."""
+    playlist = load_playlist(uri)
+    last_growth = clock()
+    count = len(playlist.segments)
+    while not playlist.ended and playlist.duration_s < end_s - 1e-6:
+        if clock() - last_growth >= stall_s:
+            return playlist, True
+        heartbeat(playlist.duration_s)
+        sleep(poll_s if poll_s is not None else max(0.2, min(playlist.target_duration_s / 2, 2.0)))
+        playlist = load_playlist(uri)
+        if len(playlist.segments) != count:
+            count, last_growth = len(playlist.segments), clock()
+    return playlist, False

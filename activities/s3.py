@@ -1,0 +1,207 @@
+"""S3 objects through boto3: read as seekable files for PyAV, written whole for results.
+
+A source object is read with ranged GETs of `READ_BLOCK_BYTES`, a few blocks
+kept in memory, so decoding a window costs a handful of requests and never a
+copy of the object on disk. Credentials come from the standard AWS chain
+(environment, profile, instance role); `AWS_ENDPOINT_URL` (read by boto3
+itself) or `VQA_S3_ENDPOINT_URL` points the client at an S3-compatible server.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from .errors import SourceUnavailableError, UnreadableSourceError
+
+# Bytes per ranged GET. Decoding asks for 32 KiB at a time; reading ahead this
+# much turns a window's thousands of small reads into a few requests.
+READ_BLOCK_BYTES = int(os.environ.get("VQA_S3_READ_BLOCK_BYTES", str(2 * 1024 * 1024)))
+# The first GET, for the header: an MP4's index is as often at the end as here.
+HEAD_BYTES = 256 * 1024
+# Blocks one open object keeps: the header, the index (often at the end of an
+# MP4) and the media being read (audio and video may lie apart) stay cached together.
+CACHED_BLOCKS = 6
+_ENDPOINT_VARIABLES = ("VQA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# A change of any of these (tests, mostly) gets a new client.
+_CLIENT_VARIABLES = (
+    *_ENDPOINT_VARIABLES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+)
+# Codes that say the request itself can never succeed (anything else 4xx is treated alike).
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+
+_clients: dict[tuple[str | None, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/some/key` -> ("bucket", "some/key"); the key may be empty."""
+    parsed = urlparse(uri)
+    if parsed.scheme.lower() != "s3" or not parsed.netloc:
+        raise UnreadableSourceError(f"not an S3 URL (s3://bucket/key): {uri}")
+    return parsed.netloc, unquote(parsed.path.lstrip("/"))
+
+
+def s3_client() -> Any:
+    """The S3 client for the current AWS settings; one per process (boto3 clients are thread-safe)."""
+    env = os.environ
+    key = tuple(env.get(name) for name in _CLIENT_VARIABLES)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            custom_endpoint = any(env.get(name) for name in _ENDPOINT_VARIABLES)
+            config = Config(
+                connect_timeout=10,
+                read_timeout=30,
+                # The window activity is retried by Temporal too: a short retry here is enough.
+                retries={"mode": "standard", "max_attempts": 3},
+                max_pool_connections=32,
+                # S3-compatible servers behind a plain host name have no per-bucket DNS names.
+                s3={"addressing_style": "path"} if custom_endpoint else None,
+            )
+            # A session per client: boto3's default session is not thread-safe.
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=env.get("VQA_S3_ENDPOINT_URL") or None, config=config
+            )
+            _clients[key] = client
+        return client
+
+
+def _error(exc: Exception, action: str, uri: str) -> Exception:
+    """The source error for a failed S3 call: permanent (4xx) or worth retrying (5xx, network)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        info = exc.response.get("Error", {})
+        code = str(info.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        bucket, _ = split_uri(uri)
+        if code == "NoSuchBucket":
+            return UnreadableSourceError(f"S3 bucket not found: {bucket} ({action} {uri})")
+        if code in _NOT_FOUND:
+            return UnreadableSourceError(f"S3 object not found: {uri}")
+        if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return UnreadableSourceError(f"S3 access denied: {action} {uri} ({code})")
+        if 400 <= status < 500 and code not in ("SlowDown", "RequestTimeout", "Throttling"):
+            return UnreadableSourceError(f"S3 refused to {action} {uri}: {code} {info.get('Message', '')}".rstrip())
+        return SourceUnavailableError(f"S3 unavailable: {action} {uri}: {code or status} {info.get('Message', '')}".rstrip())
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return UnreadableSourceError(f"no AWS credentials found to {action} {uri} (environment, profile or role)")
+    return SourceUnavailableError(f"S3 unavailable: {action} {uri}: {exc}")
+
+
+class S3ObjectReader(io.RawIOBase):
+    """A read-only, seekable file over one S3 object, read by ranged GETs.
+
+    A read the cache cannot serve fetches a block from where it starts, so a
+    window read from its seek point onwards costs one GET per block; the first
+    GET is a short one, for the container's header and the object's size.
+    """
+
+    def __init__(self, uri: str, *, client: Any = None, block_bytes: int | None = None) -> None:
+        super().__init__()
+        self.uri = uri
+        self.bucket, self.key = split_uri(uri)
+        if not self.key:
+            raise UnreadableSourceError(f"S3 URL names a bucket but no object: {uri}")
+        self._client = client or s3_client()
+        self._block = max(64 * 1024, block_bytes or READ_BLOCK_BYTES)
+        self._ranges: OrderedDict[int, bytes] = OrderedDict()  # start offset -> bytes, least recent first
+        self._pos = 0
+        # The first GET also tells the object's size (Content-Range), and whether it exists.
+        self.size = -1
+        self._fetch(0, min(self._block, HEAD_BYTES))
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
+        parts: list[bytes] = []
+        while self._pos < end:
+            start, data = self._cached(self._pos) or self._fetch(self._pos, self._block)
+            piece = data[self._pos - start : end - start]
+            if not piece:
+                break
+            parts.append(piece)
+            self._pos += len(piece)
+        return b"".join(parts)
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def _cached(self, pos: int) -> tuple[int, bytes] | None:
+        for start, data in reversed(self._ranges.items()):
+            if start <= pos < start + len(data):
+                self._ranges.move_to_end(start)
+                return start, data
+        return None
+
+    def _fetch(self, first: int, length: int) -> tuple[int, bytes]:
+        last = first + length - 1 if self.size < 0 else min(first + length, self.size) - 1
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={first}-{last}")
+            data = response["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange" and first == 0:
+                raise UnreadableSourceError(f"source is an empty S3 object: {self.uri}") from exc
+            raise _error(exc, "read", self.uri) from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise _error(exc, "read", self.uri) from exc
+        if self.size < 0:
+            total = str(response.get("ContentRange", "")).rpartition("/")[2]
+            self.size = int(total) if total.isdigit() else int(response.get("ContentLength", len(data)))
+            if self.size == 0:
+                raise UnreadableSourceError(f"source is an empty S3 object: {self.uri}")
+        self._ranges[first] = data
+        self._ranges.move_to_end(first)
+        while len(self._ranges) > CACHED_BLOCKS:
+            self._ranges.popitem(last=False)
+        return first, data
+
+    def close(self) -> None:
+        self._ranges.clear()
+        super().close()
+
+
+def open_object(uri: str) -> S3ObjectReader:
+    """Open an S3 object for reading; raises the source errors with a message naming it."""
+    return S3ObjectReader(uri)
+
+
+def put_object(uri: str, body: bytes, *, content_type: str = "application/json") -> None:
+    """Write one object whole (a PUT replaces what the key held: writes are idempotent)."""
+    bucket, key = split_uri(uri)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+        raise _error(exc, "write", uri) from exc
