@@ -4,6 +4,10 @@
                              [--window-seconds S] [--detectors a,b] [--set det.option=value]
                              [--results DIR|s3://bucket/prefix|none]
 
+    python starter.py status ID [--json]    the stream's status (the workflow's `status` query)
+    python starter.py list [--json]         the streams Temporal knows, newest first
+    python starter.py stop ID               ask a stream's analysis to stop (status `stopped`)
+
 With no SOURCE, a demo clip with known defects is generated and analysed.
 Exit status with --wait: 0 analysed (defects or not), 1 could not be analysed,
 2 invalid command line, 3 Temporal unreachable.
@@ -28,13 +32,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 import detectors
-from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
 from vqa.runtime import Settings, build_worker, connect
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -112,6 +122,7 @@ def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
             options=options,
             windows_per_run=args.windows_per_run,
             results=_normalise_results(args.results),
+            notify_url=args.notify,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -135,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="where the report and window results are written: a directory, s3://bucket/prefix or 'none' "
         "(default: the worker's VQA_RESULTS, else $VQA_HOME/results)",
+    )
+    p.add_argument(
+        "--notify",
+        metavar="URL",
+        help="webhook that receives each defect opened and closed, HMAC-signed with the worker's "
+        "VQA_WEBHOOK_SECRET (default: the worker's VQA_NOTIFY_URL, if any)",
     )
     p.add_argument("--windows-per-run", type=int, default=500, help=argparse.SUPPRESS)
     return p
@@ -285,10 +302,184 @@ def format_table(report: StreamReport) -> str:
 
 
 async def _wait(handle: WorkflowHandle[Any, Any], request: StreamRequest) -> StreamReport:
+    progress = asyncio.create_task(_show_progress(handle)) if sys.stderr.isatty() else None
     try:
         return await handle.result()
     except WorkflowFailureError as exc:
         return _failed_report(request, exc)
+    finally:
+        if progress is not None:
+            progress.cancel()
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _progress_line(status: StreamStatus, *, width: int = 30) -> str:
+    defects = f"{len(status.defects) + len(status.open_defects)} defect(s)"
+    if status.live or not status.duration_s:
+        lag = f"  lag {status.lag_s:.1f} s" if status.lag_s is not None else ""
+        return f"{status.state} {status.position_s:.1f} s  {status.windows_done} windows{lag}  {defects}"
+    fraction = min(1.0, status.position_s / status.duration_s)
+    bar = "#" * round(fraction * width)
+    total = f"/{status.windows_total}" if status.windows_total is not None else ""
+    return (
+        f"[{bar:<{width}}] {fraction:4.0%} {status.position_s:.1f}/{status.duration_s:.1f} s  "
+        f"{status.windows_done}{total} windows  {defects}"
+    )
+
+
+async def _show_progress(handle: WorkflowHandle[Any, Any]) -> None:
+    """A progress line on the terminal's stderr, from the `status` query about once a second."""
+    while True:
+        try:
+            status = await handle.query("status", result_type=StreamStatus)
+            sys.stderr.write("\r\033[K" + _progress_line(status))
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - progress is a courtesy; the result says what happened
+            pass
+        await asyncio.sleep(1.0)
+
+
+_ADMIN_COMMANDS = ("status", "list", "stop")
+
+
+def _is_admin_command(argv: list[str]) -> bool:
+    """`status ID`, `stop ID`, `list`: the SOURCE form keeps every other first word."""
+    if not argv or argv[0] not in _ADMIN_COMMANDS:
+        return False
+    if argv[0] == "list":
+        return not Path("list").exists()
+    return any(not a.startswith("-") for a in argv[1:])
+
+
+def _admin_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="starter.py", description="Inspect and stop streams.")
+    commands = p.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", help="the stream's status: position, windows, defects so far")
+    status.add_argument("stream_id", metavar="ID")
+    status.add_argument("--json", action="store_true", help="print the StreamStatus JSON")
+    listing = commands.add_parser("list", help="the streams Temporal knows, newest first")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many streams (default 100)")
+    stop = commands.add_parser("stop", help="stop the stream's analysis (status `stopped`)")
+    stop.add_argument("stream_id", metavar="ID")
+    return p
+
+
+class StreamNotFound(Exception):
+    pass
+
+
+async def _describe(client: Client, stream_id: str) -> Any:
+    try:
+        return await client.get_workflow_handle(workflow_id_for(stream_id)).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise StreamNotFound(f"no stream {stream_id!r} (no workflow {workflow_id_for(stream_id)})") from exc
+        raise
+
+
+async def _status(client: Client, stream_id: str) -> StreamStatus:
+    description = await _describe(client, stream_id)
+    handle = client.get_workflow_handle(workflow_id_for(stream_id), result_type=StreamReport)
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        # A finished stream's status is its report: no worker needs to replay it for a query.
+        report = await handle.result()
+        duration = report.media.duration_s if report.media else None
+        return StreamStatus(
+            stream_id=report.stream_id, source=report.source, state=report.status,
+            position_s=duration if duration is not None else 0.0, duration_s=duration,
+            windows_done=report.windows, windows_total=report.windows, runs=1, defects=report.defects,
+            open_defects=[], live=bool(report.media and report.media.live),
+        )
+    return await handle.query("status", result_type=StreamStatus)
+
+
+def format_status(status: StreamStatus) -> str:
+    total = f"/{status.windows_total}" if status.windows_total is not None else ""
+    duration = f"/{status.duration_s:.1f}" if status.duration_s is not None and not status.live else ""
+    lines = [
+        f"stream {status.stream_id}  state {status.state}  position {status.position_s:.1f}{duration} s  "
+        f"{status.windows_done}{total} windows",
+        f"source {status.source}",
+    ]
+    if status.live:
+        edge = f"{status.live_edge_s:.1f} s" if status.live_edge_s is not None else "unknown"
+        lag = f"{status.lag_s:.1f} s" if status.lag_s is not None else "unknown"
+        lines.append(f"live   edge {edge}  lag {lag}")
+    rows = [(d, "") for d in status.defects] + [(d, "open") for d in status.open_defects]
+    if not rows:
+        lines.append("no defects so far")
+        return "\n".join(lines)
+    header = f"{'KIND':<12} {'TRACK':<6} {'START':>9} {'END':>9} {'DURATION':>9} {'VALUE':>10}"
+    lines += ["", header, "-" * len(header)]
+    for d, note in sorted(rows, key=lambda r: r[0].start_s):
+        value = "" if d.value is None else f"{d.value:.4g}"
+        lines.append(
+            f"{d.kind:<12} {d.track:<6} {d.start_s:>9.2f} {d.end_s:>9.2f} {d.duration_s:>9.2f} {value:>10} {note}".rstrip()
+        )
+    lines.append(f"{len(status.defects)} defect(s) so far, {len(status.open_defects)} open")
+    return "\n".join(lines)
+
+
+_WORKFLOW_PREFIX = workflow_id_for("")
+
+
+async def _list(client: Client, *, limit: int) -> list[dict[str, Any]]:
+    streams: dict[str, dict[str, Any]] = {}
+    async for execution in client.list_workflows("WorkflowType = 'StreamMonitorWorkflow'", limit=limit * 4):
+        if execution.id in streams:
+            continue  # an earlier run of the same stream (continue-as-new); the newest comes first
+        memo = await execution.memo()
+        streams[execution.id] = {
+            "stream_id": execution.id.removeprefix(_WORKFLOW_PREFIX),
+            "workflow_id": execution.id,
+            "status": execution.status.name.lower() if execution.status else "unknown",
+            "start_time": execution.start_time.isoformat(),
+            "close_time": execution.close_time.isoformat() if execution.close_time else None,
+            "source": memo.get("source"),
+        }
+        if len(streams) >= limit:
+            break
+    return list(streams.values())
+
+
+async def run_admin(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        client = await _connect(settings, dev=False)
+    except ConnectionError as exc:
+        _err(f"error: {exc}")
+        return EXIT_UNREACHABLE
+    try:
+        if args.command == "status":
+            status = await _status(client, args.stream_id)
+            print(status.model_dump_json() if args.json else format_status(status))
+        elif args.command == "list":
+            streams = await _list(client, limit=args.limit)
+            if args.json:
+                print(json.dumps(streams))
+            else:
+                for s in streams:
+                    print(f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {s['source'] or ''}".rstrip())
+        else:
+            description = await _describe(client, args.stream_id)
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                state = description.status.name.lower() if description.status else "unknown"
+                _info(f"stream {args.stream_id} has already ended ({state})", always=True)
+                return EXIT_OK
+            await client.get_workflow_handle(workflow_id_for(args.stream_id)).signal("stop")
+            print(f"stop requested for stream {args.stream_id}")
+    except StreamNotFound as exc:
+        _err(f"error: {exc}")
+        return EXIT_FAILED
+    except RPCError as exc:
+        _err(f"error: {exc.message.splitlines()[0] if exc.message else exc.status.name}")
+        return EXIT_FAILED
+    except WorkflowQueryFailedError as exc:
+        _err(f"error: the status query failed: {str(exc).splitlines()[0]}")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -347,9 +538,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    admin = _is_admin_command(argv)
+    args = (_admin_parser() if admin else _parser()).parse_args(argv)
     try:
-        code = asyncio.run(run(args))
+        code = asyncio.run(run_admin(args) if admin else run(args))
     except UsageError as exc:
         _err(f"error: {exc}")
         code = EXIT_USAGE

@@ -1,7 +1,8 @@
 """Run a VQA worker: polls the task queue, runs stream workflows and window activities.
 
 Connects to TEMPORAL_ADDRESS (default localhost:7233), namespace TEMPORAL_NAMESPACE
-(default `default`), task queue VQA_TASK_QUEUE (default `vqa`).
+(default `default`), task queue VQA_TASK_QUEUE (default `vqa`). With --metrics-port
+(env VQA_METRICS_PORT; off by default) it serves Prometheus metrics on that port.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import signal
 import sys
 
-from vqa.runtime import Settings, build_worker, connect
+from vqa.runtime import Settings, build_worker, connect, prometheus_runtime
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -30,16 +31,31 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=settings.max_concurrent_windows,
         help="windows decoded at once on this worker (env VQA_MAX_CONCURRENT_WINDOWS; default: CPU count)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=os.environ.get("VQA_METRICS_PORT", "").strip() or None,  # argparse applies `type` to it
+        help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics (env VQA_METRICS_PORT; default: off)",
+    )
     args = parser.parse_args(argv)
     if args.max_concurrent_windows < 1:
         parser.error("--max-concurrent-windows must be at least 1")
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
+        parser.error("--metrics-port must be a TCP port (1-65535)")
     return args
 
 
 async def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    runtime = None
+    if args.metrics_port is not None:
+        try:
+            runtime = prometheus_runtime(f"0.0.0.0:{args.metrics_port}")
+        except Exception as exc:  # noqa: BLE001 - the SDK reports a busy port as a plain exception
+            print(f"error: cannot serve metrics on port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
     try:
-        client = await connect(settings)
+        client = await connect(settings, runtime=runtime)
     except RuntimeError as exc:
         print(f"error: cannot reach Temporal at {settings.address}: {exc}", file=sys.stderr)
         return 3
@@ -52,6 +68,8 @@ async def _run(args: argparse.Namespace) -> int:
         "worker polling task queue %r on %s (namespace %s), %d windows at once",
         args.task_queue, settings.address, settings.namespace, args.max_concurrent_windows,
     )
+    if args.metrics_port is not None:
+        logging.info("Prometheus metrics at http://0.0.0.0:%d/metrics", args.metrics_port)
     async with worker:
         await stop.wait()
         logging.info("shutting down: finishing windows in progress")

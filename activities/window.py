@@ -8,6 +8,8 @@ unreachable source is retried by the activity's retry policy.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
@@ -16,6 +18,7 @@ from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
 from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
 
 from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
+from .notify import notify_defects
 from .results import store_window, write_report
 
 UNREADABLE = "UnreadableSource"
@@ -107,7 +110,34 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         result.states[name] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
     store_window(request, result)  # the window's one write to the results location
+    _record_metrics(request, result)
     return result
 
 
-ANALYSIS_ACTIVITIES = [probe_source, analyze_window, write_report]
+def _record_metrics(request: WindowRequest, result: WindowResult) -> None:
+    """Our Prometheus metrics, through the SDK's meter: served with its own when the worker has a metrics port.
+
+    Times are integer milliseconds (SDK counters are integers); media ms over wall ms is the real-time factor.
+    """
+    if not activity.in_activity():
+        return  # analysed offline (tests, bench): nothing to report to
+    meter = activity.metric_meter()
+    meter.create_counter("vqa_windows_analysed", "windows analysed").add(1)
+    meter.create_counter("vqa_media_analysed_ms", "media analysed, ms of the stream's timeline", "ms").add(
+        max(0, round((result.end_s - result.start_s) * 1000))
+    )
+    elapsed = datetime.now(timezone.utc) - activity.info().started_time
+    meter.create_counter("vqa_analysis_wall_ms", "wall-clock time spent analysing windows", "ms").add(
+        max(0, round(elapsed.total_seconds() * 1000))
+    )
+    defects = meter.create_counter("vqa_defects", "defects found (counted when they end)")
+    for event in result.events:
+        if event.phase == "closed":
+            defects.add(1, {"kind": event.defect.kind, "track": event.defect.track})
+    if result.live_edge_s is not None:
+        meter.create_gauge_float("vqa_live_lag_seconds", "how far analysis is behind a live stream's edge", "s").set(
+            max(0.0, result.live_edge_s - result.end_s), {"stream_id": request.stream_id}
+        )
+
+
+ANALYSIS_ACTIVITIES = [probe_source, analyze_window, write_report, notify_defects]

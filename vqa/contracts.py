@@ -157,6 +157,24 @@ class StreamRequest(_Model):
         description="where the report and window results go: a directory, s3://bucket/prefix or 'none'; "
         "None: the worker's default (VQA_RESULTS, else $VQA_HOME/results)",
     )
+    notify_url: str | None = Field(
+        default=None,
+        description="webhook that receives each defect opened and closed (HTTP POST, HMAC-signed); "
+        "None: the worker's default (VQA_NOTIFY_URL), if any",
+    )
+    notify_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="at the stream's end, how long to wait for notifications still being retried",
+    )
+
+    @field_validator("notify_url")
+    @classmethod
+    def _check_notify_url(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme.lower() not in ("http", "https"):
+            raise ValueError("notify_url must be an http:// or https:// URL")
+        return value
 
     @field_validator("results")
     @classmethod
@@ -220,6 +238,21 @@ class WriteReportRequest(_Model):
     results: str | None = None
 
 
+class NotifyRequest(_Model):
+    """Input of `notify_defects`: a few new events of one stream. The webhook secret and
+    the SNS topic are the worker's settings and never travel through the workflow."""
+
+    stream_id: str
+    source: str
+    url: str | None = Field(default=None, description="the stream's webhook; None: the worker's VQA_NOTIFY_URL")
+    events: list[DefectEvent]
+
+
+def notification_id(stream_id: str, event: DefectEvent) -> str:
+    """The stable id receivers de-duplicate on: the same for every delivery and every retried window."""
+    return f"{stream_id}/{event.id}/{event.phase}"
+
+
 def workflow_id_for(stream_id: str) -> str:
     """The Temporal workflow id of a stream: one workflow per stream id."""
     return f"vqa-stream-{stream_id}"
@@ -230,3 +263,4 @@ def workflow_id_for(stream_id: str) -> str:
 PROBE_SOURCE = "probe_source"
 ANALYZE_WINDOW = "analyze_window"
 WRITE_REPORT = "write_report"
+NOTIFY_DEFECTS = "notify_defects"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -52,10 +53,16 @@ class Settings:
         return f"{self.ui_base()}/namespaces/{self.namespace}/workflows/{workflow_id}"
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
-        settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter
+        settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter, runtime=runtime
     )
+
+
+def prometheus_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime serving the SDK's metrics, and ours (see activities/window.py),
+    at http://BIND_ADDRESS/metrics for Prometheus."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
 def build_worker(client: Client, *, task_queue: str, max_concurrent_windows: int) -> Worker:

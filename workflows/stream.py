@@ -6,6 +6,7 @@ event opened in one window and closed several windows later is one defect.
 """
 
 
+import asyncio
 import math
 from datetime import timedelta
 
@@ -16,9 +17,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from vqa.contracts import (
         ANALYZE_WINDOW,
+        NOTIFY_DEFECTS,
         PROBE_SOURCE,
         WRITE_REPORT,
+        Defect,
+        DefectEvent,
         MediaInfo,
+        NotifyRequest,
         ProbeRequest,
         StreamProgress,
         StreamReport,
@@ -41,6 +46,13 @@ _RETRY = RetryPolicy(
 )
 # A report written after the analysis failed is a courtesy: a short try, then give up.
 _RETRY_ONCE_MORE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
+# A webhook that is down is asked again for an hour; the analysis never waits on it.
+_NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    non_retryable_error_types=["NotificationRejected"],
+)
 ANALYSIS_FAILED = "AnalysisFailed"
 
 
@@ -60,6 +72,8 @@ class StreamMonitorWorkflow:
         self.state: StreamState = "running" if progress is not None else "probing"
         self.stop_requested = progress.stop_requested if progress is not None else False
         self.window_in_flight: workflow.ActivityHandle[WindowResult] | None = None
+        self.notifying: set[asyncio.Task[None]] = set()
+        self.notifications_failed = 0
 
     @workflow.run
     async def run(self, request: StreamRequest) -> StreamReport:
@@ -73,17 +87,24 @@ class StreamMonitorWorkflow:
         while not p.ended and not self.stop_requested and (total is None or p.next_index < total):
             if p.next_index - started_at >= self.request.windows_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._notifications_settled()  # pending deliveries do not survive continue-as-new
                 p.runs += 1
                 p.stop_requested = self.stop_requested
                 workflow.continue_as_new(self.request.model_copy(update={"resume": p}))
             result = await self._analyze(p, total)
             if result is None:
                 break  # stopped while a live window waited for media
+            self._notify(self._new_events(p, result))
             apply_window(p, result)
         if p.media.live:
             p.media = p.media.model_copy(update={"duration_s": p.position_s})
         self.state = "completed" if p.ended or (total is not None and p.next_index >= total) else "stopped"
-        return await self._store(self._report())
+        report = self._report()
+        # Events still open are closed by the report (a stopped stream): say so too.
+        self._notify([DefectEvent(id=d_id, phase="closed", defect=d) for d_id, d in self._report_events(report)])
+        report = await self._store(report)
+        await self._notifications_settled()
+        return report
 
     @workflow.query
     def status(self) -> StreamStatus:
@@ -161,6 +182,68 @@ class StreamMonitorWorkflow:
             message = f"window {index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
             report = await self._store(self._report(error=message), best_effort=True)
             raise ApplicationError(message, report, type=ANALYSIS_FAILED, non_retryable=True) from err
+
+    def _new_events(self, p: StreamProgress, result: WindowResult) -> list[DefectEvent]:
+        """What a window changed: events opened for the first time, and events closed.
+        An event opened and closed within one window is announced as both."""
+        known = {e.id for e in p.open_events}
+        events: list[DefectEvent] = []
+        for event in result.events:
+            if event.id not in known:
+                events.append(event if event.phase == "opened" else event.model_copy(update={"phase": "opened"}))
+                known.add(event.id)
+            if event.phase == "closed":
+                events.append(event)
+        return events
+
+    def _report_events(self, report: StreamReport) -> list[tuple[str, Defect]]:
+        """The report's defects that are still open events, with their event ids."""
+        p = self.progress
+        assert p is not None
+        by_start = {(e.defect.kind, e.defect.track, e.defect.start_s): e.id for e in p.open_events}
+        return [
+            (by_start[(d.kind, d.track, d.start_s)], d)
+            for d in report.defects
+            if (d.kind, d.track, d.start_s) in by_start
+        ]
+
+    def _notify(self, events: list[DefectEvent]) -> None:
+        """Start delivering `events` without waiting: nothing happened, nothing is scheduled."""
+        if not events:
+            return
+        request = NotifyRequest(
+            stream_id=self.request.stream_id, source=self.request.source, url=self.request.notify_url, events=events
+        )
+        task = asyncio.create_task(self._deliver(request))
+        self.notifying.add(task)
+        task.add_done_callback(self.notifying.discard)
+
+    async def _deliver(self, request: NotifyRequest) -> None:
+        try:
+            await workflow.execute_activity(
+                NOTIFY_DEFECTS,
+                request,
+                result_type=int,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=_NOTIFY_RETRY,
+                summary=", ".join(f"{e.defect.kind} {e.phase}" for e in request.events)[:200],
+            )
+        except ActivityError as err:
+            # Notifications are a courtesy to receivers: they never fail the analysis.
+            self.notifications_failed += 1
+            workflow.logger.warning("defect notification not delivered: %s", _cause_message(err))
+
+    async def _notifications_settled(self) -> None:
+        """Give deliveries still being retried up to `notify_wait_s`, then go on without them."""
+        if not self.notifying or self.request.notify_wait_s <= 0:
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: not self.notifying, timeout=timedelta(seconds=self.request.notify_wait_s)
+            )
+        except asyncio.TimeoutError:
+            workflow.logger.warning("%d defect notifications still undelivered", len(self.notifying))
 
     async def _store(self, report: StreamReport, *, best_effort: bool = False) -> StreamReport:
         """Write the report to the stream's results location; the copy returned says where."""

@@ -1,0 +1,301 @@
+"""Defect notifications: a real Temporal dev server, a real worker and a webhook receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities.notify import notification_body, notify_defects, sign, sns_message
+from activities.results import write_report
+from activities.window import analyze_window, probe_source
+from detectors.runs import event_id
+from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest, WindowRequest, WindowResult, workflow_id_for
+from vqa.devserver import free_port
+from workflows import StreamMonitorWorkflow
+
+from . import media
+from .conftest import TemporalServer, run_async, running_worker
+
+SECRET = "test-secret"
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver that records every POST; answers 503 to the first `fail_first`."""
+
+    url: str = ""
+    fail_first: int = 0
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def delivered(self) -> dict[str, list[dict[str, Any]]]:
+        """The documents accepted, by notification id (a list: duplicates may arrive)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for headers, body in self.requests:
+            doc = json.loads(body)
+            out.setdefault(doc["id"], []).append(doc)
+        return out
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with state.lock:
+                if state.refused < state.fail_first:
+                    state.refused += 1
+                    self.send_error(503, "down")
+                    return
+                state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    # The worker runs in this process: its environment is this one.
+    monkeypatch.setenv("VQA_WEBHOOK_SECRET", SECRET)
+    monkeypatch.delenv("VQA_SNS_TOPIC_ARN", raising=False)
+    monkeypatch.delenv("VQA_NOTIFY_URL", raising=False)
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _request(name: str, path: Path | str, **kw: Any) -> StreamRequest:
+    return StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=str(path), window_seconds=4.0, **kw)
+
+
+async def _start(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
+    return await client.start_workflow(
+        StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue, result_type=StreamReport
+    )
+
+
+async def _activity_events(handle: WorkflowHandle) -> list[tuple[str, str, int]]:  # type: ignore[type-arg]
+    """(kind of history event, activity type, attempt) of every activity scheduled, started or completed."""
+    names: dict[int, str] = {}
+    out: list[tuple[str, str, int]] = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+            out.append(("scheduled", names[event.event_id], 0))
+        elif event.HasField("activity_task_started_event_attributes"):
+            a = event.activity_task_started_event_attributes
+            out.append(("started", names[a.scheduled_event_id], a.attempt))
+        elif event.HasField("activity_task_completed_event_attributes"):
+            out.append(("completed", names[event.activity_task_completed_event_attributes.scheduled_event_id], 0))
+    return out
+
+
+def _expected_ids(report: StreamReport) -> set[str]:
+    """Each defect of the report is one event, opened once and closed once."""
+    return {
+        f"{report.stream_id}/{event_id(d.kind, d.track, d.start_s)}/{phase}"
+        for d in report.defects
+        for phase in ("opened", "closed")
+    }
+
+
+def _check_delivered(receiver: Receiver, report: StreamReport) -> None:
+    delivered = receiver.delivered()
+    assert set(delivered) == _expected_ids(report), "every event arrives, under its stable id, and nothing else"
+    for headers, body in receiver.requests:
+        assert hmac.compare_digest(headers["x-vqa-signature"], "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest())
+        assert headers["x-vqa-event-id"] == json.loads(body)["id"]
+        assert int(headers["x-vqa-timestamp"]) > 0
+    for copies in delivered.values():
+        assert all(c == copies[0] for c in copies), "a duplicate is the same document"
+    closed = sorted((docs[0]["defect"] for docs in delivered.values() if docs[0]["phase"] == "closed"), key=lambda d: (d["start_s"], d["kind"]))
+    assert closed == [d.model_dump(mode="json") for d in report.defects], "the closed events are the report's defects"
+
+
+pytestmark = pytest.mark.integration
+
+
+def test_defects_are_notified_signed_with_stable_ids(temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    request = _request("notify", clips("main"), notify_url=receiver.url)
+
+    async def scenario() -> StreamReport:
+        async with running_worker(temporal_server, task_queue) as client:
+            return await (await _start(client, task_queue, request)).result()
+
+    report = run_async(scenario())
+    assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
+    _check_delivered(receiver, report)
+    assert len(receiver.delivered()) == 2 * len(media.MAIN_TRUTH)
+
+
+def test_a_webhook_down_at_first_gets_every_event_and_never_holds_the_analysis(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver
+) -> None:
+    receiver.fail_first = 3  # 503, 503, 503: retried after 1, 2 and 4 s
+    request = _request("notify-down", clips("main"), notify_url=receiver.url)
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, request)
+            return await handle.result(), await _activity_events(handle)
+
+    report, events = run_async(scenario())
+    assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
+    assert receiver.refused == 3
+    _check_delivered(receiver, report)
+    first_notify = next(i for i, e in enumerate(events) if e[:2] == ("scheduled", "notify_defects"))
+    first_done = next(i for i, e in enumerate(events) if e[:2] == ("completed", "notify_defects"))
+    assert any(e[:2] == ("scheduled", "analyze_window") for e in events[first_notify:first_done]), (
+        "windows went on while the first notification was being retried"
+    )
+    assert any(e[1] == "notify_defects" and e[2] > 1 for e in events), "the notification was retried"
+
+
+def test_a_webhook_down_for_the_whole_run_does_not_fail_the_stream(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there: connection refused
+    request = _request("notify-dead", clips("main"), notify_url=nobody, notify_wait_s=2.0)
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, request)
+            return await handle.result(), await _activity_events(handle)
+
+    report, events = run_async(scenario())
+    assert report.status == "completed" and report.windows == 8
+    assert media.match(report.defects, media.MAIN_TRUTH) == []
+    assert any(e[:2] == ("scheduled", "notify_defects") for e in events)
+    assert not any(e[:2] == ("completed", "notify_defects") for e in events)
+
+
+def test_a_clean_stream_schedules_no_notification(temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    request = _request("notify-clean", clips("clean"), notify_url=receiver.url)
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, request)
+            return await handle.result(), await _activity_events(handle)
+
+    report, events = run_async(scenario())
+    assert report.status == "completed" and report.defects == []
+    assert receiver.requests == [] and receiver.refused == 0
+    assert [e for e in events if e[1] == "notify_defects"] == []
+    assert sum(1 for e in events if e[:2] == ("scheduled", "analyze_window")) == report.windows
+
+
+def test_a_stopped_stream_notifies_the_events_its_report_closes(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver
+) -> None:
+    import asyncio
+
+    request = _request("notify-stop", clips("main"), notify_url=receiver.url).model_copy(update={"window_seconds": 0.5})
+
+    async def scenario() -> StreamReport:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, request)
+            while not any(d.kind == "freeze" for d in (await handle.query(StreamMonitorWorkflow.status)).open_defects):
+                await asyncio.sleep(0.02)
+            await handle.signal(StreamMonitorWorkflow.stop)
+            return await handle.result()
+
+    report = run_async(scenario())
+    stopped_at = report.windows * 0.5
+    assert report.status == "stopped" and stopped_at < 13.5, "stopped while the freeze was still open"
+    # The freeze is closed by the report, where the analysis stopped: that closing is notified too.
+    assert media.match(report.defects, [media.Expected("black", 3.0, 6.0), media.Expected("freeze", 9.0, stopped_at)]) == []
+    _check_delivered(receiver, report)
+
+
+@activity.defn(name="analyze_window")
+def _analyze_window_lost_once(request: WindowRequest) -> WindowResult:
+    """The real window, whose first attempt is lost after the analysis when it found events."""
+    result = analyze_window(request)
+    if result.events and activity.info().attempt == 1:
+        raise ApplicationError("worker lost after the analysis", type="SourceUnavailable")
+    return result
+
+
+def test_a_retried_window_notifies_the_same_ids(temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    from vqa.runtime import connect
+
+    request = _request("notify-retry", clips("main"), notify_url=receiver.url)
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        client = await connect(temporal_server.settings(task_queue))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            async with Worker(
+                client,
+                task_queue=task_queue,
+                workflows=[StreamMonitorWorkflow],
+                activities=[probe_source, _analyze_window_lost_once, write_report, notify_defects],
+                activity_executor=pool,
+                max_concurrent_activities=2,
+            ):
+                handle = await _start(client, task_queue, request)
+                return await handle.result(), await _activity_events(handle)
+
+    report, events = run_async(scenario())
+    assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
+    assert any(e[1] == "analyze_window" and e[2] == 2 for e in events), "windows were retried"
+    _check_delivered(receiver, report)
+
+
+def _event(phase: str = "opened") -> DefectEvent:
+    defect = Defect(kind="black", track="video", start_s=3.0, end_s=6.0, duration_s=3.0, value=0.99)
+    return DefectEvent(id=event_id("black", "video", 3.0), phase=phase, defect=defect)  # type: ignore[arg-type]
+
+
+def test_the_notification_body_and_its_signature() -> None:
+    body = notification_body("cam1", "/data/cam1.mp4", _event())
+    doc = json.loads(body)
+    assert doc["id"] == "cam1/black:video:3000/opened" and doc["type"] == "defect.opened"
+    assert doc["defect"]["start_s"] == 3.0 and doc["stream_id"] == "cam1"
+    assert body == notification_body("cam1", "/data/cam1.mp4", _event()), "the same bytes on every attempt"
+    assert sign(body, "k") == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+def test_sns_publish_carries_the_event_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SNS server runs locally (SeaweedFS has none): SNS alone is faked, with botocore's Stubber."""
+    topic = "arn:aws:sns:us-east-1:123456789012:vqa-defects.fifo"
+    sns = boto3.client("sns", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(sns)
+    events = [_event("opened"), _event("closed")]
+    for e in events:
+        body = notification_body("cam1", "src", e)
+        expected = sns_message(topic, stream_id="cam1", event_id=f"cam1/{e.id}/{e.phase}", phase=e.phase, body=body)
+        assert expected["MessageAttributes"]["event_id"]["StringValue"] == f"cam1/{e.id}/{e.phase}"
+        assert expected["MessageDeduplicationId"] == hashlib.sha256(f"cam1/{e.id}/{e.phase}".encode()).hexdigest()
+        stubber.add_response("publish", {"MessageId": e.phase}, expected)
+    monkeypatch.setattr(boto3, "client", lambda service, **kw: sns if service == "sns" else None)
+    monkeypatch.setenv("VQA_SNS_TOPIC_ARN", topic)
+    monkeypatch.delenv("VQA_NOTIFY_URL", raising=False)
+    with stubber:
+        assert notify_defects(NotifyRequest(stream_id="cam1", source="src", events=events)) == 2
+        stubber.assert_no_pending_responses()
+    standard = sns_message("arn:aws:sns:us-east-1:1:t", stream_id="s", event_id="s/e/opened", phase="opened", body=b"{}")
+    assert "MessageDeduplicationId" not in standard and standard["MessageAttributes"]["phase"]["StringValue"] == "opened"
