@@ -7,11 +7,12 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as worker.py: windows run in parallel, not BLAS
 
 import asyncio  # noqa: E402
+import signal  # noqa: E402
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,22 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> media.ClipFactory:
 
 def python_command(script: str, *args: str) -> list[str]:
     return [sys.executable, str(REPO / script), *args]
+
+
+@contextmanager
+def worker_subprocess(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python worker.py` as users run it, its output in `log`; stopped with SIGTERM (then killed)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(python_command("worker.py"), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,7 +16,7 @@ from vqa.contracts import StreamReport
 from vqa.devserver import free_port, temporal_binary
 
 from . import media
-from .conftest import REPO, TemporalServer, python_command
+from .conftest import REPO, TemporalServer, python_command, worker_subprocess
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +28,8 @@ def cli_queue() -> str:
 
 @pytest.fixture(scope="module")
 def worker_process(temporal_server: TemporalServer, cli_queue: str, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            python_command("worker.py"), env=temporal_server.env(cli_queue), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
-        )
-    try:
+    with worker_subprocess(temporal_server.env(cli_queue), tmp_path_factory.mktemp("worker") / "worker.log") as proc:
         yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _starter(server: TemporalServer, queue: str, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -18,7 +17,7 @@ from vqa.devserver import free_port
 from vqa.synth import ClipSpec, Segment, make_clip
 
 from . import hls
-from .conftest import REPO, TemporalServer, python_command
+from .conftest import REPO, TemporalServer, python_command, worker_subprocess
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +29,8 @@ def admin_queue() -> str:
 
 @pytest.fixture(scope="module")
 def admin_worker(temporal_server: TemporalServer, admin_queue: str, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
-    log = tmp_path_factory.mktemp("admin-worker") / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            python_command("worker.py"), env=temporal_server.env(admin_queue), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
-        )
-    try:
+    with worker_subprocess(temporal_server.env(admin_queue), tmp_path_factory.mktemp("admin-worker") / "worker.log") as proc:
         yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

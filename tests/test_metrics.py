@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import time
 import urllib.request
@@ -16,7 +15,7 @@ from vqa.contracts import StreamReport
 from vqa.devserver import free_port
 
 from . import media
-from .conftest import REPO, python_command
+from .conftest import REPO, python_command, worker_subprocess
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +42,7 @@ def test_worker_serves_sdk_and_analysis_metrics(temporal_server, clips, tmp_path
     queue = f"metrics-{uuid.uuid4().hex[:10]}"
     port = free_port()
     env = temporal_server.env(queue, VQA_METRICS_PORT=str(port))
-    with open(tmp_path / "worker.log", "wb") as out:
-        worker = subprocess.Popen(python_command("worker.py"), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
+    with worker_subprocess(env, tmp_path / "worker.log"):
         done = subprocess.run(
             python_command("starter.py", str(clips("main")), "--wait", "--json", "--window-seconds", "4",
                            "--stream-id", f"metrics-{uuid.uuid4().hex[:8]}"),
@@ -60,12 +57,6 @@ def test_worker_serves_sdk_and_analysis_metrics(temporal_server, clips, tmp_path
         while _total(samples, "vqa_windows_analysed") < 8 and time.monotonic() < deadline:
             time.sleep(0.5)
             samples = _scrape(port)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
     assert _total(samples, "vqa_windows_analysed", task_queue=queue, activity_type="analyze_window") == 8
     by_kind = Counter((d.kind, d.track) for d in report.defects)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import REPO, TemporalServer, python_command, run_async, running_worker
+from .conftest import REPO, TemporalServer, python_command, run_async, running_worker, worker_subprocess
 from .seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
@@ -353,20 +352,8 @@ def test_an_unwritable_results_bucket_fails_the_stream_clearly(
 def s3_worker(temporal_server: TemporalServer, seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python worker.py` with the S3 settings in its environment; yields its task queue."""
     queue = f"s3cli-{uuid.uuid4().hex[:10]}"
-    log = tmp_path_factory.mktemp("s3worker") / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            python_command("worker.py"), env=temporal_server.env(queue, **seaweedfs.env()),
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-        )
-    try:
+    with worker_subprocess(temporal_server.env(queue, **seaweedfs.env()), tmp_path_factory.mktemp("s3worker") / "worker.log"):
         yield queue
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _starter(server: TemporalServer, seaweedfs: SeaweedFS, queue: str, *args: str) -> subprocess.CompletedProcess[str]:
