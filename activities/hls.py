@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import unquote, urljoin, urlparse
 
 from .errors import SourceUnavailableError, UnreadableSourceError
 
-HTTP_TIMEOUT_S = 15.0
+HTTP_TIMEOUT_S = float(os.environ.get("VQA_NETWORK_TIMEOUT_S", "15"))
+# A segment whose #EXT-X-PROGRAM-DATE-TIME is this much later than the EXTINF sum
+# before it follows an outage: the timeline gets the same gap its timestamps have.
+OUTAGE_MIN_GAP_S = 0.5
 
 
 def is_hls(source: str) -> bool:
@@ -45,6 +50,7 @@ class Playlist:
     segments: list[HlsSegment] = field(default_factory=list)
     ended: bool = False
     target_duration_s: float = 6.0
+    wall_start: float | None = None  # epoch seconds of the timeline's 0 (#EXT-X-PROGRAM-DATE-TIME), if dated
 
     @property
     def duration_s(self) -> float:
@@ -52,8 +58,12 @@ class Playlist:
 
 
 def read_bytes(uri: str) -> bytes:
-    """GET an http(s) URL or read a local file/`file://` URL."""
+    """GET an http(s) URL or an `s3://` object, or read a local file/`file://` URL."""
     parsed = urlparse(uri)
+    if parsed.scheme.lower() == "s3":
+        from .s3 import get_object  # boto3 is loaded where S3 is read
+
+        return get_object(uri)
     if parsed.scheme in ("http", "https"):
         try:
             with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310 - schemes checked
@@ -77,7 +87,14 @@ def read_bytes(uri: str) -> bytes:
 
 
 def _resolve(base: str, ref: str) -> str:
-    if "://" in ref or ref.startswith("/"):
+    if "://" in ref:
+        return ref
+    if base.lower().startswith("s3://"):
+        # urljoin does not know s3://: join the key by hand, "/key" from the bucket's root.
+        bucket, _, key = base[5:].partition("/")
+        joined = ref.lstrip("/") if ref.startswith("/") else posixpath.join(posixpath.dirname(key), ref)
+        return f"s3://{bucket}/{posixpath.normpath(joined)}"
+    if ref.startswith("/"):
         return ref
     if "://" in base:
         return urljoin(base, ref)
@@ -95,9 +112,12 @@ def load_playlist(uri: str) -> Playlist:
             return load_playlist(_resolve(uri, lines[i + 1]))
     playlist = Playlist(uri=uri)
     duration: float | None = None
+    date: float | None = None
     t = 0.0
     for line in lines:
-        if line.startswith("#EXT-X-TARGETDURATION:"):
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            date = _program_date(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-TARGETDURATION:"):
             playlist.target_duration_s = float(line.split(":", 1)[1])
         elif line.startswith("#EXTINF:"):
             duration = float(line.split(":", 1)[1].split(",")[0])
@@ -106,10 +126,25 @@ def load_playlist(uri: str) -> Playlist:
         elif line.startswith("#EXT-X-MAP"):
             raise UnreadableSourceError(f"fragmented-MP4 HLS is not supported yet (MPEG-TS segments are): {uri}")
         elif not line.startswith("#") and duration is not None:
+            if date is not None:
+                # After an outage an encoder resumes with a timestamp jump and the packager dates
+                # the segment at the real time: place it there, not at the sum of the EXTINFs.
+                if playlist.wall_start is None:
+                    playlist.wall_start = date - t
+                elif date - playlist.wall_start > t + OUTAGE_MIN_GAP_S:
+                    t = date - playlist.wall_start
+                date = None
             playlist.segments.append(HlsSegment(uri=_resolve(uri, line), start_s=t, duration_s=duration))
             t += duration
             duration = None
     return playlist
+
+
+def _program_date(value: str) -> float | None:
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None  # an unreadable date: the segment stays where its EXTINFs put it
 
 
 def segments_for(playlist: Playlist, start_s: float, end_s: float, preroll_s: float) -> list[HlsSegment]:
@@ -151,14 +186,19 @@ def wait_for_coverage(
     poll_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wall: Callable[[], float] = time.time,
 ) -> tuple[Playlist, bool]:
     """Reload a live playlist until it covers `end_s` or ends. Returns it and whether it stalled
-    (no new segment for `stall_s`: the stream stopped delivering)."""
+    (no new segment for `stall_s`: the stream stopped delivering). A dated playlist stalls only
+    once the window's end is `stall_s` in the past, so windows in an outage never run ahead of
+    the real time at which media may resume."""
     playlist = load_playlist(uri)
     last_growth = clock()
     count = len(playlist.segments)
     while not playlist.ended and playlist.duration_s < end_s - 1e-6:
-        if clock() - last_growth >= stall_s:
+        if clock() - last_growth >= stall_s and (
+            playlist.wall_start is None or wall() >= playlist.wall_start + end_s + stall_s
+        ):
             return playlist, True
         heartbeat(playlist.duration_s)
         sleep(poll_s if poll_s is not None else max(0.2, min(playlist.target_duration_s / 2, 2.0)))

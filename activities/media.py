@@ -27,7 +27,8 @@ VIDEO_CHUNK_FRAMES = 32
 AUDIO_CHUNK_SECONDS = 1.0
 # HLS: also read the segment(s) this far before a window, for the frame just before it.
 PREROLL_S = 0.25
-NETWORK_TIMEOUT_US = 15_000_000
+# How long a network source may stay silent before the read fails (retryably).
+NETWORK_TIMEOUT_US = int(float(os.environ.get("VQA_NETWORK_TIMEOUT_S", "15")) * 1_000_000)
 # A live window waits this long for new segments before it analyses what there is.
 LIVE_STALL_S = float(os.environ.get("VQA_LIVE_STALL_S", "30"))
 # Decoder threads per window (0: FFmpeg picks). Workers run several windows at
@@ -78,8 +79,11 @@ def _open(source: str) -> av.container.InputContainer:
         raise UnreadableSourceError(f"source refused by the server: {target} ({exc.strerror})") from exc
     except (av.error.HTTPServerError, av.error.ConnectionRefusedError, av.error.ConnectionResetError) as exc:
         raise SourceUnavailableError(f"source unavailable: {target} ({exc.strerror})") from exc
-    except (av.error.TimeoutError, TimeoutError) as exc:
-        raise SourceUnavailableError(f"source did not answer in time: {target}") from exc
+    except (av.error.TimeoutError, TimeoutError, av.error.ExitError) as exc:
+        # ExitError: PyAV's open timeout interrupted a server that accepted and never answered.
+        raise SourceUnavailableError(
+            f"source did not answer within {NETWORK_TIMEOUT_US / 1e6:g}s: {target}"
+        ) from exc
     except av.error.FFmpegError as exc:
         raise UnreadableSourceError(f"cannot open {target}: {exc.strerror}") from exc
     except OSError as exc:
@@ -97,6 +101,14 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream | No
 
 def _audio_stream(container: av.container.InputContainer) -> av.AudioStream | None:
     return container.streams.audio[0] if container.streams.audio else None
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    """The codec's name, or what the container calls it when FFmpeg has no decoder for it."""
+    if stream.codec_context is not None:
+        return str(stream.codec_context.name)
+    tag = stream.metadata.get("codec_tag") or stream.metadata.get("CODEC_ID")
+    return f"unsupported codec{f' {tag}' if tag else ''}"
 
 
 def _first_frame_times(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> dict[int, float]:
@@ -142,7 +154,7 @@ def probe(source: str) -> MediaInfo:
         for stream in present:
             if stream.index not in found:
                 raise UnreadableSourceError(
-                    f"{stream.type} track of {source} does not decode ({stream.codec_context.name})"
+                    f"{stream.type} track of {source} does not decode ({_codec_name(stream)})"
                 )
         start = min(found.values())
         duration = playlist.duration_s if playlist else _duration(container, start)
@@ -250,7 +262,10 @@ def _decode(
         if playlist.ended and playlist.duration_s <= end_s + 1e-6:
             report.stream_ended, report.end_s = True, max(start_s, playlist.duration_s)
             end_s = report.end_s
-        container = _open_hls(hls.segments_for(playlist, start_s, end_s, PREROLL_S + 1.0), source)
+        segments = hls.segments_for(playlist, start_s, end_s, PREROLL_S + 1.0)
+        if not segments and media.live and playlist.segments:
+            return  # a live stream delivered nothing for this window (an outage): signal_loss tells
+        container = _open_hls(segments, source)
     else:
         container = _open(source)
     try:

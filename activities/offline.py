@@ -42,6 +42,7 @@ def analyse_file(
                 detectors=detectors or [],
                 options=options or {},
                 states=progress.states,
+                open_event_ids=[e.id for e in progress.open_events],
             )
         )
         apply_window(progress, result)

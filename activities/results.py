@@ -56,18 +56,22 @@ def report_uri(location: str, stream_id: str) -> str:
     return _join(location, stream_id, "report.json")
 
 
+def evidence_uri(location: str, stream_id: str, name: str) -> str:
+    return _join(location, stream_id, "evidence", name)
+
+
 def _join(location: str, *parts: str) -> str:
     if "://" in location:
         return "/".join((location.rstrip("/"), *parts))
     return os.path.join(location, *parts)
 
 
-def write_document(uri: str, body: bytes) -> None:
+def write_document(uri: str, body: bytes, *, content_type: str = "application/json") -> None:
     """Write (or replace) one document; raises the source errors, permanent or transient."""
     if uri.lower().startswith("s3://"):
         from .s3 import put_object
 
-        put_object(uri, body)
+        put_object(uri, body, content_type=content_type)
         return
     parsed = urlparse(uri)
     if parsed.scheme not in ("", "file"):
@@ -105,6 +109,14 @@ def store_window(request: WindowRequest, result: WindowResult) -> None:
         return
     try:
         write_document(window_uri(location, request.stream_id, request.index), result.model_dump_json().encode())
+    except (UnreadableSourceError, SourceUnavailableError) as exc:
+        raise _application_error(exc) from exc
+
+
+def store_evidence(uri: str, body: bytes, *, content_type: str) -> None:
+    """One defect's evidence (a small JPEG or WAV), beside the stream's results."""
+    try:
+        write_document(uri, body, content_type=content_type)
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
 

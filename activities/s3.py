@@ -205,3 +205,14 @@ def put_object(uri: str, body: bytes, *, content_type: str = "application/json")
         s3_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
         raise _error(exc, "write", uri) from exc
+
+
+def get_object(uri: str) -> bytes:
+    """Read one small object whole (an HLS playlist or segment); raises the source errors naming it."""
+    bucket, key = split_uri(uri)
+    if not key:
+        raise UnreadableSourceError(f"S3 URL names a bucket but no object: {uri}")
+    try:
+        return bytes(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+        raise _error(exc, "read", uri) from exc

@@ -17,8 +17,10 @@ import detectors
 from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
 from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
 
+from .evidence import EvidenceRecorder, attach_evidence
 from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
 from .notify import notify_defects
+from .results import resolve as results_location
 from .results import store_window, write_report
 
 UNREADABLE = "UnreadableSource"
@@ -64,6 +66,9 @@ def analyze_window(request: WindowRequest) -> WindowResult:
             context=context,
         )
     video_detectors = [d for d in active.values() if d.track in ("video", "av")]
+    # Small copies of what is decoded, for the evidence of the defects found (see evidence.py).
+    location = results_location(request.results) if request.results is not None or activity.in_activity() else None
+    recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
     audio_detectors = [d for d in active.values() if d.track in ("audio", "av")]
 
     def heartbeat(position_s: float) -> None:
@@ -80,9 +85,15 @@ def analyze_window(request: WindowRequest) -> WindowResult:
             if isinstance(chunk, VideoChunk):
                 if context.previous_luma is None and report.previous_luma is not None:
                     context.previous_luma, context.previous_time_s = report.previous_luma, report.previous_time_s
+                    if recorder:
+                        recorder.previous_frame(report.previous_luma, report.previous_time_s, full_range=chunk.full_range)
                 for detector in video_detectors:
                     detector.feed_video(chunk)
+                if recorder:
+                    recorder.add_video(chunk)
             elif isinstance(chunk, AudioChunk):
+                if recorder:
+                    recorder.add_audio(chunk)
                 for detector in audio_detectors:
                     detector.feed_audio(chunk)
             else:
@@ -109,6 +120,9 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
         result.states[name] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
+    if recorder and location and result.events:
+        attach_evidence(result.events, recorder, location=location, stream_id=request.stream_id,
+                        already_reported=set(request.open_event_ids))
     store_window(request, result)  # the window's one write to the results location
     _record_metrics(request, result)
     return result

@@ -117,6 +117,11 @@ class ClipFactory:
         return path
 
 
+def without_evidence(defects: list) -> list:  # type: ignore[type-arg]
+    """The defects less their evidence links (which name the stream and its results location)."""
+    return [d.model_copy(update={"details": {k: v for k, v in d.details.items() if k != "evidence"}}) for d in defects]
+
+
 def match(defects: list, truth: list[Expected], *, tolerance_s: float = 0.2) -> list[str]:  # type: ignore[type-arg]
     """Differences between reported defects and the truth; empty when they agree."""
     problems: list[str] = []

@@ -245,14 +245,17 @@ def test_s3_source_and_s3_results_end_to_end(
 
     from_s3, local, puts = run_async(scenario())
     assert from_s3.status == "completed" and from_s3.windows == 8
-    assert from_s3.defects == local.defects and from_s3.media == local.media
+    assert media.without_evidence(from_s3.defects) == media.without_evidence(local.defects) and from_s3.media == local.media
     assert media.match(from_s3.defects, media.MAIN_TRUTH) == []
 
     keys = _keys(s3_env, results_bucket)
     windows = [f"vqa/{sid}/windows/{i:06d}.json" for i in range(8)]
-    assert sorted(keys) == sorted([*windows, f"vqa/{sid}/report.json"]), "one object per window plus the report"
-    assert puts == 9, "exactly one write per window and one for the report"
-    assert max(keys.values()) < 64 * 1024, "results are small documents, never media"
+    evidence = [f"vqa/{sid}/evidence/{d.details['evidence'].rpartition('/')[2]}" for d in from_s3.defects]
+    assert sorted(keys) == sorted([*windows, f"vqa/{sid}/report.json", *evidence]), (
+        "one object per window plus the report, and one piece of evidence per defect"
+    )
+    assert puts == 9 + len(from_s3.defects), "exactly one write per window, one per defect and one for the report"
+    assert max(v for k, v in keys.items() if k not in evidence) < 64 * 1024, "results are small documents, never media"
     assert from_s3.results_uri == f"s3://{results_bucket}/vqa/{sid}/report.json"
     stored = StreamReport.model_validate(_read_json(s3_env, results_bucket, f"vqa/{sid}/report.json"))
     assert stored == from_s3
@@ -377,7 +380,7 @@ def test_starter_with_an_s3_source_and_s3_results(temporal_server: TemporalServe
     assert media.match(report.defects, media.BOUNDARY_TRUTH) == []
     assert report.results_uri == f"s3://{results_bucket}/cli/boundary/report.json"
     assert json.loads(done.stdout)["results_uri"] == report.results_uri
-    assert sorted(_keys(seaweedfs, results_bucket)) == [
+    assert sorted(k for k in _keys(seaweedfs, results_bucket) if "/evidence/" not in k) == [
         "cli/boundary/report.json", *(f"cli/boundary/windows/{i:06d}.json" for i in range(4))
     ]
     assert StreamReport.model_validate(_read_json(seaweedfs, results_bucket, "cli/boundary/report.json")) == report

@@ -66,7 +66,7 @@ def test_continue_as_new_gives_the_same_report(temporal_server: TemporalServer, 
     whole, split, status, runs = run_async(scenario())
     assert whole.windows == split.windows == 11
     assert status.runs == 6 and runs == 6, "11 windows, 2 per run: the stream continued-as-new 5 times"
-    assert split.defects == whole.defects
+    assert media.without_evidence(split.defects) == media.without_evidence(whole.defects)
     assert media.match(split.defects, media.MAIN_TRUTH) == []
 
 

@@ -97,6 +97,9 @@ class WindowRequest(_Model):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
     results: str | None = Field(default=None, description="where the result is written; None: the worker's default")
+    open_event_ids: list[str] = Field(
+        default_factory=list, description="events earlier windows reported opened: their evidence is already written"
+    )
 
 
 class WindowResult(_Model):

@@ -163,6 +163,7 @@ class StreamMonitorWorkflow:
             options=self.request.options,
             states=p.states,
             results=self.request.results,
+            open_event_ids=[e.id for e in p.open_events],
         )
         try:
             self.window_in_flight = workflow.start_activity(

@@ -1,0 +1,146 @@
+"""A live HLS stream whose segments stop arriving for a while: signal_loss, then analysis recovers.
+
+As a real encoder does after an outage, the segments that come after it resume
+with a timestamp jump as long as the outage, and the packager dates every
+segment (#EXT-X-PROGRAM-DATE-TIME): the gap is on the stream's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+import activities.media
+from activities.hls import load_playlist
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.synth import ClipSpec, Segment, make_clip
+from workflows import StreamMonitorWorkflow
+
+from . import hls, media
+from .conftest import TemporalServer, run_async, running_worker
+
+OUTAGE_AFTER = 6  # segments (1 s each) delivered before the outage
+OUTAGE_S = 4.0
+# 12 s of media; its black 8-10.5 s comes after the outage, at 12-14.5 s on the stream's timeline.
+CLIP = ClipSpec(duration_s=12.0, video=[Segment("black", 8.0, 10.5)], keyframe_interval_s=1.0)
+LOSS = media.Expected("signal_loss", 6.0, 6.0 + OUTAGE_S)
+BLACK = media.Expected("black", 8.0 + OUTAGE_S, 10.5 + OUTAGE_S)
+
+
+def _shifted(source: Path, target: Path, offset_s: float) -> None:
+    """The segment as an encoder resuming after the outage sends it: timestamps `offset_s` later."""
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-copyts", "-i", str(source),
+            "-c", "copy", "-output_ts_offset", str(offset_s), "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts",
+            str(target),
+        ],
+        check=True,
+    )
+
+
+class _DatedLivePlaylist:
+    """Publishes each segment when its media has happened in real time, dated; none during the outage."""
+
+    def __init__(self, directory: Path, segments: list[tuple[str, float]]) -> None:
+        self.path = directory / "outage.m3u8"
+        self.entries: list[tuple[str, float, float]] = []  # (name, timeline start, duration)
+        t = 0.0
+        for i, (name, duration) in enumerate(segments):
+            if i == OUTAGE_AFTER:
+                t += OUTAGE_S
+            if i >= OUTAGE_AFTER:
+                late = f"late-{name}"
+                _shifted(directory / name, directory / late, OUTAGE_S)
+                name = late
+            self.entries.append((name, t, duration))
+            t += duration
+        self.published = 2
+        self.wall_start = time.time() - sum(d for _, _, d in self.entries[:2])
+        self._stop = threading.Event()
+        self._write(ended=False)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _write(self, *, ended: bool) -> None:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0"]
+        for name, start, duration in self.entries[: self.published]:
+            date = datetime.fromtimestamp(self.wall_start + start, timezone.utc).isoformat(timespec="milliseconds")
+            lines += [f"#EXT-X-PROGRAM-DATE-TIME:{date}", f"#EXTINF:{duration:.6f},", name]
+        if ended:
+            lines.append("#EXT-X-ENDLIST")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.path)
+
+    def start(self) -> _DatedLivePlaylist:
+        self.thread.start()
+        return self
+
+    def edge_s(self) -> float:
+        _, start, duration = self.entries[self.published - 1]
+        return start + duration
+
+    def _run(self) -> None:
+        while self.published < len(self.entries):
+            _, start, duration = self.entries[self.published]
+            if self._stop.wait(max(0.0, self.wall_start + start + duration - time.time())):
+                return
+            self.published += 1
+            self._write(ended=False)
+        self._write(ended=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+
+def test_a_live_outage_is_signal_loss_and_analysis_recovers(
+    temporal_server: TemporalServer, task_queue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # VQA_LIVE_STALL_S, as the in-process worker has already read it.
+    monkeypatch.setattr(activities.media, "LIVE_STALL_S", 1.0)
+    segments = hls.segment(make_clip(tmp_path / "clip.mp4", CLIP), tmp_path, segment_s=1.0)
+    live = _DatedLivePlaylist(tmp_path, segments)
+    server = hls.StaticServer(tmp_path)
+    window_s = 2.0
+    try:
+        async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
+            async with running_worker(temporal_server, task_queue) as client:
+                request = StreamRequest(stream_id=f"outage-{os.urandom(3).hex()}", source=f"{server.url}/outage.m3u8",
+                                        window_seconds=window_s)
+                handle = await client.start_workflow(
+                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+                    result_type=StreamReport,
+                )
+                live.start()
+                seen: list[tuple[float, StreamStatus]] = []
+                result = asyncio.ensure_future(handle.result())
+                while not result.done():
+                    try:
+                        seen.append((live.edge_s(), await handle.query(StreamMonitorWorkflow.status)))
+                    except Exception:  # noqa: BLE001 - the query may race the workflow's start
+                        pass
+                    await asyncio.sleep(0.25)
+                return await result, seen
+
+        report, seen = run_async(scenario())
+    finally:
+        live.stop()
+        server.close()
+    playlist = load_playlist(str(live.path))
+    assert [round(s.start_s, 3) for s in playlist.segments[OUTAGE_AFTER - 1 : OUTAGE_AFTER + 1]] == [5.0, 10.0]
+    assert report.status == "completed", report.error
+    for track in ("video", "audio"):  # one loss per track, closed when media came back
+        assert media.match([d for d in report.defects if d.track == track], [LOSS] + [BLACK] * (track == "video"),
+                           tolerance_s=0.3) == [], report.defects
+    # The loss was announced while the stream was still out, before any media came back.
+    first = next((edge for edge, s in seen if any(d.kind == "signal_loss" for d in s.defects + s.open_defects)), None)
+    assert first is not None and first <= OUTAGE_AFTER + 1e-6, first
