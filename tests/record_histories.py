@@ -1,0 +1,81 @@
+"""Regenerate the workflow histories that tests/test_replay.py replays: `python -m tests.record_histories`.
+
+Records, on a throw-away dev server: a plain stream, one that continues-as-new (each of its runs),
+and one stopped by the stop signal. Re-record only when a workflow change is meant to be incompatible
+(and running workflows have been drained); otherwise the replay test is what catches the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from temporalio.client import Client
+
+from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
+from vqa.devserver import free_port, start_dev_server
+from vqa.runtime import Settings, build_worker, connect
+from vqa.synth import ClipSpec, Segment, make_clip
+from workflows import StreamMonitorWorkflow
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+CLIP = ClipSpec(duration_s=6.0, video=[Segment("black", 1.0, 3.5)], audio=[Segment("silence", 2.0, 4.5)])
+
+
+async def _record(client: Client, task_queue: str, clip: Path) -> None:
+    async def start(name: str, **kw):  # type: ignore[no-untyped-def]
+        request = StreamRequest(stream_id=f"replay-{name}", source=str(clip), results="none", **kw)
+        return await client.start_workflow(
+            StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+            result_type=StreamReport,
+        )
+
+    async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
+        plain = await start("plain", window_seconds=2.0)
+        split = await start("continue-as-new", window_seconds=2.0, windows_per_run=2)
+        stopped = await start("stopped", window_seconds=0.5)
+        await stopped.signal(StreamMonitorWorkflow.stop)
+        await asyncio.gather(plain.result(), split.result(), stopped.result())
+        histories = {"plain": await plain.fetch_history(), "stopped": await stopped.fetch_history()}
+        run_id = split.first_execution_run_id
+        run = 1
+        while run_id:
+            history = await client.get_workflow_handle(split.id, run_id=run_id).fetch_history()
+            histories[f"continue-as-new-run{run}"] = history
+            last = history.events[-1]
+            run_id = (
+                last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                else None
+            )
+            run += 1
+    HISTORIES.mkdir(exist_ok=True)
+    for old in HISTORIES.glob("*.json"):
+        old.unlink()
+    for name, history in histories.items():
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        print(f"{name}: {len(history.events)} events")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "replay.mp4"
+        make_clip(clip, CLIP)
+        port = free_port()
+        server = start_dev_server(port=port, ui_port=None, db_path=None, log_path=Path(tmp) / "server.log")
+        try:
+            settings = Settings(address=f"127.0.0.1:{port}", namespace="default", task_queue="replay",
+                                max_concurrent_windows=2, home=Path(tmp), ui_url=None)
+            asyncio.run(_record_with(settings, clip))
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+async def _record_with(settings: Settings, clip: Path) -> None:
+    await _record(await connect(settings), settings.task_queue, clip)
+
+
+if __name__ == "__main__":
+    main()

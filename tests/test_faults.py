@@ -1,0 +1,204 @@
+"""Faults injected into a running system: a worker killed mid-window, the Temporal server restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import threading
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import PendingActivityState, TimeoutType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+
+from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
+from vqa.devserver import free_port, start_dev_server
+from vqa.runtime import Settings, build_worker, connect
+from workflows import StreamMonitorWorkflow
+
+from . import bad_media, media
+from .conftest import REPO, TemporalServer, python_command, run_async
+
+pytestmark = pytest.mark.integration
+
+
+def _heavy_clip(path: Path) -> Path:
+    """30 s of noisy 720p (about 2 s to analyse per 15 s window): black 4-9 s, silence 16-21 s."""
+    bad_media.ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=30",
+        "-f", "lavfi", "-i", "sine=frequency=300:duration=30",
+        "-vf", "noise=alls=12:allf=t,drawbox=c=black:t=fill:enable='between(t,4,9)'",
+        "-af", "volume=enable='between(t,16,21)':volume=0",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", str(path),
+    )
+    return path
+
+
+@contextmanager
+def _worker_process(server: TemporalServer, task_queue: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            python_command("worker.py"),
+            env=server.env(task_queue, VQA_MAX_CONCURRENT_WINDOWS="1", VQA_DECODE_THREADS="1"),
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _start(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
+    return await client.start_workflow(
+        StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+        result_type=StreamReport,
+    )
+
+
+async def _window_in_progress(handle: WorkflowHandle, timeout_s: float = 60) -> int:  # type: ignore[type-arg]
+    """Waits until a window activity has started and heartbeated once; returns its attempt."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        for pending in description.raw_description.pending_activities:
+            if (
+                pending.activity_type.name == "analyze_window"
+                and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                and pending.HasField("heartbeat_details")
+            ):
+                return pending.attempt
+        await asyncio.sleep(0.02)
+    raise AssertionError("no window was seen in progress")
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[str]]]:
+    """A webhook receiver on 127.0.0.1: its URL, and the notification ids it received (duplicates kept)."""
+    received: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))["id"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_worker_killed_mid_window_changes_nothing(
+    temporal_server: TemporalServer, task_queue: str, tmp_path: Path, webhook: tuple[str, list[str]]
+) -> None:
+    clip = _heavy_clip(tmp_path / "heavy.mp4")
+    settings = temporal_server.settings(task_queue)
+    hook, notified = webhook
+
+    def request(name: str) -> StreamRequest:
+        return StreamRequest(
+            stream_id=f"{name}-{uuid.uuid4().hex[:8]}", source=str(clip), window_seconds=15.0, heartbeat_timeout_s=3.0,
+            notify_url=hook,
+        )
+
+    async def scenario() -> tuple[StreamReport, StreamReport, list[tuple[int, int]]]:
+        client = await connect(settings)
+        faulted = await _start(client, task_queue, request("killed"))
+        with _worker_process(temporal_server, task_queue, tmp_path / "first.log") as first:
+            assert await _window_in_progress(faulted) == 1
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+        with _worker_process(temporal_server, task_queue, tmp_path / "second.log"):
+            report = await faulted.result()
+            clean = await (await _start(client, task_queue, request("clean"))).result()
+        attempts: list[tuple[int, int]] = []  # (attempt, timeout type of the failure before it)
+        async for event in faulted.fetch_history_events():
+            if event.HasField("activity_task_started_event_attributes"):
+                started = event.activity_task_started_event_attributes
+                attempts.append((started.attempt, started.last_failure.timeout_failure_info.timeout_type))
+        return report, clean, attempts
+
+    report, clean, attempts = run_async(scenario())
+    assert report.status == clean.status == "completed"
+    assert report.windows == clean.windows == 2
+    assert media.without_evidence(report.defects) == media.without_evidence(clean.defects), "same defects, none lost or doubled"
+    assert [(d.kind, round(d.start_s), round(d.end_s)) for d in report.defects] == [("black", 4, 9), ("silence", 16, 21)]
+    # probe, window 0 (killed, then again on the second worker), window 1, report
+    assert (2, TimeoutType.TIMEOUT_TYPE_HEARTBEAT) in attempts, attempts
+    assert sum(1 for attempt, _ in attempts if attempt > 1) == 1, attempts
+    # Notifications: each event opened and closed once, as for the clean run.
+    def of(stream_id: str) -> list[str]:
+        return sorted(n.removeprefix(stream_id + "/") for n in notified if n.startswith(stream_id + "/"))
+
+    assert of(report.stream_id) == of(clean.stream_id) and len(of(report.stream_id)) == 4, notified
+
+
+def test_streams_survive_a_temporal_server_restart(tmp_path: Path, clips: media.ClipFactory) -> None:
+    port, ui_port = free_port(), free_port()
+    db, log = tmp_path / "temporal.db", tmp_path / "server.log"
+    task_queue = f"restart-{uuid.uuid4().hex[:8]}"
+    settings = Settings(address=f"127.0.0.1:{port}", namespace="default", task_queue=task_queue,
+                        max_concurrent_windows=2, home=tmp_path, ui_url=None)
+    path = clips("boundary")
+    server = start_dev_server(port=port, ui_port=ui_port, db_path=db, log_path=log)
+
+    async def result(client: Client, workflow_id: str) -> StreamReport:
+        while True:  # waiting across the outage: the client reconnects, a call in flight may fail
+            try:
+                return await client.get_workflow_handle(workflow_id, result_type=StreamReport).result()
+            except RPCError:
+                await asyncio.sleep(0.5)
+
+    async def scenario() -> tuple[list[StreamReport], list[int]]:
+        nonlocal server
+        client = await connect(settings)
+        async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
+            handles = [
+                await _start(client, task_queue, StreamRequest(
+                    stream_id=f"restart{i}-{uuid.uuid4().hex[:8]}", source=str(path), window_seconds=0.5))
+                for i in range(3)
+            ]
+            while True:
+                statuses = [await h.query(StreamMonitorWorkflow.status) for h in handles]
+                if min(s.windows_done for s in statuses) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            server.terminate()
+            server.wait(timeout=30)
+            await asyncio.sleep(2)
+            server = start_dev_server(port=port, ui_port=ui_port, db_path=db, log_path=log)
+            reports = await asyncio.wait_for(asyncio.gather(*(result(client, h.id) for h in handles)), timeout=120)
+            return reports, [s.windows_done for s in statuses]
+
+    try:
+        reports, done_before = run_async(scenario())
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert max(done_before) < 40, "the server went away while the streams ran"
+    for report in reports:
+        assert report.status == "completed" and report.windows == 40
+        assert media.match(report.defects, media.BOUNDARY_TRUTH) == []
