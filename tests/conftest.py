@@ -99,6 +99,19 @@ def python_command(script: str, *args: str) -> list[str]:
     return [sys.executable, str(REPO / script), *args]
 
 
+def run_starter(server: TemporalServer, queue: str, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python starter.py ARGS` as users run it, against `server` and `queue`, without a terminal."""
+    return subprocess.run(
+        python_command("starter.py", *args),
+        env=server.env(queue, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @contextmanager
 def worker_subprocess(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`python worker.py` as users run it, its output in `log`; stopped with SIGTERM (then killed)."""

@@ -16,7 +16,7 @@ from vqa.contracts import StreamReport
 from vqa.devserver import free_port, temporal_binary
 
 from . import media
-from .conftest import REPO, TemporalServer, python_command, worker_subprocess
+from .conftest import REPO, TemporalServer, python_command, worker_subprocess, run_starter
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +32,7 @@ def worker_process(temporal_server: TemporalServer, cli_queue: str, tmp_path_fac
         yield proc
 
 
-def _starter(server: TemporalServer, queue: str, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        python_command("starter.py", *args),
-        env=server.env(queue, **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+_starter = run_starter
 
 
 def _sid() -> str:

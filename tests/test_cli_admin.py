@@ -17,7 +17,7 @@ from vqa.devserver import free_port
 from vqa.synth import ClipSpec, Segment, make_clip
 
 from . import hls
-from .conftest import REPO, TemporalServer, python_command, worker_subprocess
+from .conftest import REPO, TemporalServer, python_command, worker_subprocess, run_starter
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +48,7 @@ def live_playlist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.close()
 
 
-def _starter(server: TemporalServer, queue: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        python_command("starter.py", *args),
-        env=server.env(queue),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+_starter = run_starter
 
 
 def _sid() -> str:
