@@ -302,7 +302,9 @@ def format_table(report: StreamReport) -> str:
 
 
 async def _wait(handle: WorkflowHandle[Any, Any], request: StreamRequest) -> StreamReport:
-    progress = asyncio.create_task(_show_progress(handle)) if sys.stderr.isatty() else None
+    # Progress follows the latest run of the workflow id (continue-as-new starts new runs).
+    latest = handle._client.get_workflow_handle(handle.id)  # noqa: SLF001 - the SDK exposes no public accessor
+    progress = asyncio.create_task(_show_progress(latest)) if sys.stderr.isatty() else None
     try:
         return await handle.result()
     except WorkflowFailureError as exc:
@@ -310,8 +312,18 @@ async def _wait(handle: WorkflowHandle[Any, Any], request: StreamRequest) -> Str
     finally:
         if progress is not None:
             progress.cancel()
-            sys.stderr.write("\r\033[K")
+            # The last line stays on the terminal: where the stream ended, even when it ended
+            # between two polls.
+            final = await _query_status(latest)
+            sys.stderr.write("\r\033[K" + (_progress_line(final) + "\n" if final is not None else ""))
             sys.stderr.flush()
+
+
+async def _query_status(handle: WorkflowHandle[Any, Any]) -> StreamStatus | None:
+    try:
+        return await asyncio.wait_for(handle.query("status", result_type=StreamStatus), timeout=5.0)
+    except Exception:  # noqa: BLE001 - progress is a courtesy; the result says what happened
+        return None
 
 
 def _progress_line(status: StreamStatus, *, width: int = 30) -> str:
@@ -331,12 +343,10 @@ def _progress_line(status: StreamStatus, *, width: int = 30) -> str:
 async def _show_progress(handle: WorkflowHandle[Any, Any]) -> None:
     """A progress line on the terminal's stderr, from the `status` query about once a second."""
     while True:
-        try:
-            status = await handle.query("status", result_type=StreamStatus)
+        status = await _query_status(handle)
+        if status is not None:
             sys.stderr.write("\r\033[K" + _progress_line(status))
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - progress is a courtesy; the result says what happened
-            pass
         await asyncio.sleep(1.0)
 
 

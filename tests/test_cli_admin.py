@@ -175,4 +175,9 @@ def test_wait_shows_progress_on_a_terminal(temporal_server, admin_queue, admin_w
     assert done.returncode == 0
     assert StreamReport.model_validate_json(done.stdout).windows == 16
     terminal = b"".join(chunks).decode(errors="replace")
-    assert re.search(r"\[#*\s*\]\s+\d+%\s+[\d.]+/32\.0 s\s+\d+/16 windows\s+\d+ defect\(s\)", terminal), terminal
+    # The line left on the terminal is where the stream ended: all of it, every window.
+    report = StreamReport.model_validate_json(done.stdout)
+    final = re.search(r"\[(#+)\s*\]\s+100%\s+32\.0/32\.0 s\s+16/16 windows\s+(\d+) defect\(s\)\r?\n", terminal)
+    assert final, terminal
+    assert len(final.group(1)) == 30
+    assert int(final.group(2)) == len(report.defects)
