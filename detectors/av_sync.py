@@ -221,16 +221,22 @@ class AvSyncDetector(Detector):
         if st.first_video_s is None:
             st.first_video_s = float(times[0])
         black, white = (0.0, 255.0) if chunk.full_range else (16.0, 235.0)
-        levels = (small.mean(axis=1) - black) / (white - black)
+        # Means as exact integer sums over the pixel count: numpy's float mean along an
+        # axis of uint8 is ten times slower, for the same numbers.
+        pixel_count = small.shape[1]
+        levels = (small.sum(axis=1, dtype=np.int32) / pixel_count - black) / (white - black)
 
         # Motion: mean absolute difference from the frame before; its rises are the visual onsets.
         motion = np.empty(n)
-        pixels = small.astype(np.int16)
         if n > 1:
-            motion[1:] = np.abs(pixels[1:] - pixels[:-1]).mean(axis=1)
+            step = np.subtract(small[1:], small[:-1], dtype=np.int16)
+            np.abs(step, out=step)
+            motion[1:] = step.sum(axis=1, dtype=np.int32) / pixel_count
         previous_small = self.previous_small
-        if previous_small is not None and previous_small.shape[0] == pixels.shape[1]:
-            motion[0] = float(np.abs(pixels[0] - previous_small.astype(np.int16)).mean())
+        if previous_small is not None and previous_small.shape[0] == pixel_count:
+            step0 = np.subtract(small[0], previous_small, dtype=np.int16)
+            np.abs(step0, out=step0)
+            motion[0] = float(step0.sum(dtype=np.int32)) / pixel_count
         elif st.prev_motion is not None:
             motion[0] = st.prev_motion
         else:  # the stream's first frame: no motion known, and none begins

@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk
+from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, take_frames
 from .runs import RunState, RunTracker
 from .sampling import analysis_slots
 
@@ -58,7 +58,7 @@ class BlockinessOptions(DetectorOptions):
         0.33, gt=0, le=1, description="share of the picture's 16-row strips, the worst ones, that the score covers"
     )
     analysis_interval_s: float = Field(
-        0.1, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
+        0.2, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
     )
     min_analysed_rows: int = Field(
         30, ge=1, description="every 16th, 8th or 4th row and column is analysed: the sparsest giving this many rows"
@@ -119,12 +119,12 @@ def blockiness_scores(
     reach = max(1, _STRIP // spacing)
 
     # Vertical boundaries, on rows `spacing` apart (contiguous rows: cheap to slice across).
-    rows = luma[frames, spacing // 2 - 1 :: spacing, :].astype(np.int16)
+    rows = take_frames(luma, frames, (slice(spacing // 2 - 1, None, spacing), slice(None)), np.int16)
     v_grid, v_off = _isolated_steps(
         lambda j: rows[:, :, j : j + _BLOCK * blocks_across : _BLOCK], along=1, reach=reach, options=options
     )
     # Horizontal boundaries, on columns `spacing` apart.
-    cols = luma[frames, :, spacing // 2 - 1 :: spacing].astype(np.int16)
+    cols = take_frames(luma, frames, (slice(None), slice(spacing // 2 - 1, None, spacing)), np.int16)
     h_grid, h_off = _isolated_steps(
         lambda j: cols[:, j : j + _BLOCK * blocks_down : _BLOCK, :], along=2, reach=reach, options=options
     )

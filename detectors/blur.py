@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk
+from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, take_frames
 from .runs import RunState, RunTracker
 from .sampling import analysis_slots
 
@@ -58,7 +58,7 @@ class BlurOptions(DetectorOptions):
         1.0, ge=0, description="a blurred stretch survives pictures without information for this long"
     )
     analysis_interval_s: float = Field(
-        0.1, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
+        0.2, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
     )
     analysed_lines: int = Field(
         32, ge=4, le=4096, description="about this many rows, and as many columns, evenly spaced, are analysed"
@@ -110,8 +110,8 @@ def edge_widths(
         return np.full(n, np.nan), np.zeros(n)
     lines = options.analysed_lines
     row_step, col_step = max(1, (h - 2 * _REACH) // lines), max(1, (w - 2 * _REACH) // lines)
-    rows = luma[frames, _REACH : h - _REACH : row_step, :].astype(np.int16)
-    cols = luma[frames, :, _REACH : w - _REACH : col_step].astype(np.int16)
+    rows = take_frames(luma, frames, (slice(_REACH, h - _REACH, row_step), slice(None)), np.int16)
+    cols = take_frames(luma, frames, (slice(None), slice(_REACH, w - _REACH, col_step)), np.int16)
     positions = rows.shape[1] * (w - 2 * _REACH) + cols.shape[2] * (h - 2 * _REACH)
     f_rows, w_rows = _edges(rows, 2, options)
     f_cols, w_cols = _edges(cols, 1, options)
