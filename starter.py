@@ -2,6 +2,7 @@
 
     python starter.py SOURCE [--wait [--json]] [--dev] [--stream-id ID]
                              [--window-seconds S] [--detectors a,b] [--set det.option=value]
+                             [--group QUEUE=det,det]
                              [--results DIR|s3://bucket/prefix|none]
 
     python starter.py status ID [--json]    the stream's status (the workflow's `status` query)
@@ -44,8 +45,9 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.service import RPCError, RPCStatusCode
 
 import detectors
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
-from vqa.runtime import Settings, build_worker, connect
+from vqa.contracts import SEARCH_ATTRIBUTES, StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.codec import PayloadKeyError
+from vqa.runtime import Settings, SettingsError, build_worker, connect
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -110,15 +112,25 @@ def _normalise_results(results: str | None) -> str | None:
 
 def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
     """Validate everything the user typed before anything starts."""
+    for name, url in (("source", source), ("--notify", args.notify)):
+        if url and "://" in url and "@" in urlparse(url).netloc:
+            # What a workflow is started with stays in its history: credentials come from the worker's environment.
+            raise UsageError(
+                f"invalid {name}: a URL with credentials (user:password@) would be kept in the workflow's "
+                "history; give the worker its credentials in its environment instead"
+            )
     try:
         names = detectors.resolve([n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else [])
         options = _parse_set(args.set or [])
         detectors.parse_options(options)
+        groups = _parse_groups(args.group or [])
         return StreamRequest(
             stream_id=args.stream_id or derive_stream_id(source),
             source=source,
             window_seconds=args.window_seconds,
-            detectors=names if args.detectors else [],
+            # With groups, the stream's own group is spelled out: what no group takes.
+            detectors=names if args.detectors or groups else [],
+            detector_groups=groups,
             options=options,
             windows_per_run=args.windows_per_run,
             results=_normalise_results(args.results),
@@ -131,6 +143,19 @@ def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
         raise UsageError(str(exc).splitlines()[0]) from exc
 
 
+def _parse_groups(values: list[str]) -> dict[str, list[str]]:
+    """`--group QUEUE=det1,det2` (repeatable) -> {queue: [detectors]}."""
+    groups: dict[str, list[str]] = {}
+    for value in values:
+        queue, sep, names = value.partition("=")
+        if not sep or not queue.strip() or not names.strip():
+            raise UsageError(f"--group {value!r}: expected TASK_QUEUE=detector[,detector...]")
+        if queue.strip() in groups:
+            raise UsageError(f"--group {queue.strip()!r} given twice")
+        groups[queue.strip()] = detectors.resolve([n.strip() for n in names.split(",") if n.strip()])
+    return groups
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Start (or attach to) the monitoring workflow of one stream.")
     p.add_argument("source", nargs="?", help="file path, file://, http(s):// or s3://bucket/key URL; omitted: a generated demo clip")
@@ -141,6 +166,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window-seconds", type=float, default=10.0, help="window length in seconds (default 10)")
     p.add_argument("--detectors", help="comma-separated detectors to run (default: all): " + ",".join(detectors.REGISTRY))
     p.add_argument("--set", action="append", metavar="DET.OPTION=VALUE", help="a detector option, repeatable")
+    p.add_argument(
+        "--group",
+        action="append",
+        metavar="QUEUE=DET,DET",
+        help="run these detectors on task queue QUEUE, where `worker.py --detectors DET,DET --task-queue QUEUE` "
+        "workers serve them (one more activity per window, decoding the window itself); repeatable",
+    )
     p.add_argument(
         "--results",
         metavar="URI",
@@ -196,13 +228,49 @@ async def _connect(settings: Settings, *, dev: bool) -> Client:
     return await connect(settings)
 
 
+async def search_attributes_registered(client: Client, namespace: str) -> bool:
+    """Whether the namespace has the stream search attributes (SEARCH_ATTRIBUTES); without them the
+    streams still run, and are listed by workflow type only."""
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    try:
+        response = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    except RPCError:
+        return False  # e.g. a cloud namespace whose key may not use the operator service
+    registered = dict(response.custom_attributes)
+    missing = [name for name in SEARCH_ATTRIBUTES if name not in registered]
+    if missing:
+        _info(
+            f"search attributes {', '.join(missing)} are not registered in namespace {namespace!r}: "
+            "streams run, but cannot be listed by state or defects (see README, Search attributes)"
+        )
+    return not missing
+
+
+def _static_details(request: StreamRequest) -> str:
+    """What the Temporal UI shows as the stream's static details: what it analyses, and how."""
+    names = ", ".join(request.detectors) if request.detectors else "all"
+    lines = [
+        f"**source** {request.source}",
+        f"**windows** {request.window_seconds:g} s · **detectors** {names}",
+    ]
+    for queue, group in request.detector_groups.items():
+        lines.append(f"**group** {queue}: {', '.join(group)}")
+    if request.options:
+        lines.append("**options** " + "; ".join(f"{d}: {o}" for d, o in request.options.items()))
+    return "\n\n".join(lines)
+
+
 async def start_or_attach(client: Client, settings: Settings, request: StreamRequest) -> tuple[WorkflowHandle[Any, Any], StreamRequest, bool]:
     """Start the stream's workflow, or attach to the one already started for this stream id.
 
     Returns the handle, the request in force, and whether this call started it.
     """
     from workflows import StreamMonitorWorkflow
+    from workflows.stream import initial_search_attributes
 
+    if not request.search_attributes and await search_attributes_registered(client, settings.namespace):
+        request = request.model_copy(update={"search_attributes": True})
     if request.stream_id != request.stream_id.strip():  # pragma: no cover - validated by the model
         raise UsageError("invalid stream id")
     for attempt in range(2):
@@ -225,6 +293,12 @@ async def start_or_attach(client: Client, settings: Settings, request: StreamReq
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             memo={"source": request.source},
             static_summary=f"{request.stream_id}: {request.source}",
+            static_details=_static_details(request),
+            search_attributes=(
+                initial_search_attributes(request, with_source=settings.payload_codec is None)
+                if request.search_attributes
+                else None
+            ),
             result_type=StreamReport,
         )
         started = existing_source is None
@@ -287,6 +361,8 @@ def format_table(report: StreamReport) -> str:
         lines.append(f"error  {report.error}")
     if report.results_uri:
         lines.append(f"results {report.results_uri}")
+    if report.report_html_uri:
+        lines.append(f"html    {report.report_html_uri}")
     if not report.defects:
         lines.append("no defects found")
         return "\n".join(lines)
@@ -371,6 +447,11 @@ def _admin_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="the streams Temporal knows, newest first")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.add_argument("--limit", type=int, default=100, help="at most this many streams (default 100)")
+    listing.add_argument("--open-defects", action="store_true", help="only streams with a defect going on now")
+    listing.add_argument("--source", help="only streams of this source (as started)")
+    listing.add_argument("--state", help="only streams in this state: probing, running, completed, failed, stopped")
+    listing.add_argument("--defect-kind", help="only streams that had a defect of this kind (e.g. freeze)")
+    listing.add_argument("--query", help="a Temporal visibility query added to the others (AND)")
     stop = commands.add_parser("stop", help="stop the stream's analysis (status `stopped`)")
     stop.add_argument("stream_id", metavar="ID")
     return p
@@ -399,10 +480,25 @@ async def _status(client: Client, stream_id: str) -> StreamStatus:
         return StreamStatus(
             stream_id=report.stream_id, source=report.source, state=report.status,
             position_s=duration if duration is not None else 0.0, duration_s=duration,
-            windows_done=report.windows, windows_total=report.windows, runs=1, defects=report.defects,
-            open_defects=[], live=bool(report.media and report.media.live),
+            windows_done=report.windows, windows_total=report.windows, runs=await _runs(client, description),
+            defects=report.defects, open_defects=[], live=bool(report.media and report.media.live),
         )
     return await handle.query("status", result_type=StreamStatus)
+
+
+async def _runs(client: Client, description: Any) -> int:
+    """Runs of a finished stream's analysis (continue-as-new starts a new one), counted in visibility
+    from its first run's start: an earlier failed analysis under the same id is not counted."""
+    workflow_id = description.id
+    try:
+        first_run = description.raw_description.workflow_execution_info.first_run_id or description.run_id
+        started = (await client.get_workflow_handle(workflow_id, run_id=first_run).describe()).start_time
+        count = await client.count_workflows(
+            f"WorkflowId = '{workflow_id}' AND StartTime >= '{started.isoformat()}'"
+        )
+        return max(1, count.count)
+    except RPCError:
+        return 1  # a server whose visibility cannot count: the latest run is known to exist
 
 
 def format_status(status: StreamStatus) -> str:
@@ -435,9 +531,43 @@ def format_status(status: StreamStatus) -> str:
 _WORKFLOW_PREFIX = workflow_id_for("")
 
 
-async def _list(client: Client, *, limit: int) -> list[dict[str, Any]]:
+def _attributes(attributes: Any) -> dict[str, Any]:
+    """The stream's search attributes, where the namespace has them: state, defects, open defects."""
+    values = {pair.key.name: pair.value for pair in attributes}
+    out: dict[str, Any] = {}
+    if "VqaState" in values:
+        out["state"] = values["VqaState"]
+    if "VqaDefects" in values:
+        out["defects"] = values["VqaDefects"]
+    if "VqaOpenDefects" in values:
+        out["open_defects"] = values["VqaOpenDefects"]
+    if "VqaDefectKinds" in values:
+        out["defect_kinds"] = list(values["VqaDefectKinds"])
+    return out
+
+
+def list_query(args: argparse.Namespace) -> str:
+    """The visibility query for `list`: stream workflows, narrowed by the search attributes asked for."""
+    def quoted(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    clauses = ["WorkflowType = 'StreamMonitorWorkflow'"]
+    if getattr(args, "open_defects", False):
+        clauses.append("VqaOpenDefects > 0")
+    if getattr(args, "source", None):
+        clauses.append(f"VqaSource = {quoted(_normalise_source(args.source))}")
+    if getattr(args, "state", None):
+        clauses.append(f"VqaState = {quoted(args.state)}")
+    if getattr(args, "defect_kind", None):
+        clauses.append(f"VqaDefectKinds = {quoted(args.defect_kind)}")
+    if getattr(args, "query", None):
+        clauses.append(f"({args.query})")
+    return " AND ".join(clauses)
+
+
+async def _list(client: Client, *, limit: int, query: str = "WorkflowType = 'StreamMonitorWorkflow'") -> list[dict[str, Any]]:
     streams: dict[str, dict[str, Any]] = {}
-    async for execution in client.list_workflows("WorkflowType = 'StreamMonitorWorkflow'", limit=limit * 4):
+    async for execution in client.list_workflows(query, limit=limit * 4):
         if execution.id in streams:
             continue  # an earlier run of the same stream (continue-as-new); the newest comes first
         memo = await execution.memo()
@@ -448,6 +578,7 @@ async def _list(client: Client, *, limit: int) -> list[dict[str, Any]]:
             "start_time": execution.start_time.isoformat(),
             "close_time": execution.close_time.isoformat() if execution.close_time else None,
             "source": memo.get("source"),
+            **_attributes(execution.typed_search_attributes),
         }
         if len(streams) >= limit:
             break
@@ -466,12 +597,15 @@ async def run_admin(args: argparse.Namespace) -> int:
             status = await _status(client, args.stream_id)
             print(status.model_dump_json() if args.json else format_status(status))
         elif args.command == "list":
-            streams = await _list(client, limit=args.limit)
+            streams = await _list(client, limit=args.limit, query=list_query(args))
             if args.json:
                 print(json.dumps(streams))
             else:
                 for s in streams:
-                    print(f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {s['source'] or ''}".rstrip())
+                    defects = f"{s['defects']} defect(s), {s['open_defects']} open" if "defects" in s else ""
+                    print(
+                        f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {defects:<24} {s['source'] or ''}".rstrip()
+                    )
         else:
             description = await _describe(client, args.stream_id)
             if description.status != WorkflowExecutionStatus.RUNNING:
@@ -553,9 +687,12 @@ def main(argv: list[str] | None = None) -> None:
     args = (_admin_parser() if admin else _parser()).parse_args(argv)
     try:
         code = asyncio.run(run_admin(args) if admin else run(args))
-    except UsageError as exc:
+    except (UsageError, SettingsError) as exc:
         _err(f"error: {exc}")
         code = EXIT_USAGE
+    except PayloadKeyError as exc:  # the stream's payloads are encrypted with a key this process lacks
+        _err(f"error: {exc}")
+        code = EXIT_FAILED
     except KeyboardInterrupt:
         code = 130
     sys.stdout.flush()

@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 
-from vqa.runtime import Settings, build_worker, connect, prometheus_runtime
+from vqa.runtime import Settings, SettingsError, build_worker, connect, prometheus_runtime
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +37,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("VQA_METRICS_PORT", "").strip() or None,  # argparse applies `type` to it
         help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics (env VQA_METRICS_PORT; default: off)",
     )
+    parser.add_argument(
+        "--detectors",
+        default=os.environ.get("VQA_WORKER_DETECTORS", "").strip() or None,
+        help="serve only this detector group (comma-separated names) on --task-queue: window activities "
+        "of streams started with --group QUEUE=NAMES, no workflows (env VQA_WORKER_DETECTORS; default: all)",
+    )
     args = parser.parse_args(argv)
+    if args.detectors is not None:
+        import detectors
+
+        try:
+            args.detectors = detectors.resolve([n.strip() for n in args.detectors.split(",") if n.strip()])
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.max_concurrent_windows < 1:
         parser.error("--max-concurrent-windows must be at least 1")
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
@@ -59,7 +72,9 @@ async def _run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"error: cannot reach Temporal at {settings.address}: {exc}", file=sys.stderr)
         return 3
-    worker = build_worker(client, task_queue=args.task_queue, max_concurrent_windows=args.max_concurrent_windows)
+    worker = build_worker(
+        client, task_queue=args.task_queue, max_concurrent_windows=args.max_concurrent_windows, detectors=args.detectors
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,6 +83,8 @@ async def _run(args: argparse.Namespace) -> int:
         "worker polling task queue %r on %s (namespace %s), %d windows at once",
         args.task_queue, settings.address, settings.namespace, args.max_concurrent_windows,
     )
+    if args.detectors:
+        logging.info("serving only the detector group %s (window activities, no workflows)", ",".join(args.detectors))
     if args.metrics_port is not None:
         logging.info("Prometheus metrics at http://0.0.0.0:%d/metrics", args.metrics_port)
     async with worker:
@@ -78,8 +95,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("VQA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
-    args = _parse(argv)
-    code = asyncio.run(_run(args))
+    try:
+        args = _parse(argv)
+        code = asyncio.run(_run(args))
+    except SettingsError as exc:  # TLS files, payload key: nothing started
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
     sys.stdout.flush()
     sys.stderr.flush()
     # Avoid the temporalio interpreter-exit abort (sdk-python #300): exit without finalizers.

@@ -14,12 +14,12 @@ import os
 import posixpath
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import unquote, urljoin, urlparse
+from urllib.parse import urljoin, urlparse
 
+from . import policy
 from .errors import SourceUnavailableError, UnreadableSourceError
 
 HTTP_TIMEOUT_S = float(os.environ.get("VQA_NETWORK_TIMEOUT_S", "15"))
@@ -57,8 +57,11 @@ class Playlist:
         return self.segments[-1].end_s if self.segments else 0.0
 
 
-def read_bytes(uri: str) -> bytes:
-    """GET an http(s) URL or an `s3://` object, or read a local file/`file://` URL."""
+def read_bytes(uri: str, *, what: str = "source") -> bytes:
+    """GET an http(s) URL or an `s3://` object, or read a local file/`file://` URL,
+    once the worker's policy (activities/policy.py) allows it."""
+    checks = policy.current()
+    checks.check_source(uri, what=what)
     parsed = urlparse(uri)
     if parsed.scheme.lower() == "s3":
         from .s3 import get_object  # boto3 is loaded where S3 is read
@@ -66,7 +69,7 @@ def read_bytes(uri: str) -> bytes:
         return get_object(uri)
     if parsed.scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310 - schemes checked
+            with checks.urlopen(uri, timeout=HTTP_TIMEOUT_S, what=what) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
             if exc.code in (404, 410):
@@ -76,7 +79,7 @@ def read_bytes(uri: str) -> bytes:
             raise SourceUnavailableError(f"server error (HTTP {exc.code}): {uri}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise SourceUnavailableError(f"cannot reach {uri}: {getattr(exc, 'reason', exc)}") from exc
-    path = unquote(parsed.path) if parsed.scheme == "file" else uri
+    path = checks.local_path(uri, what=what)
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -94,23 +97,26 @@ def _resolve(base: str, ref: str) -> str:
         bucket, _, key = base[5:].partition("/")
         joined = ref.lstrip("/") if ref.startswith("/") else posixpath.join(posixpath.dirname(key), ref)
         return f"s3://{bucket}/{posixpath.normpath(joined)}"
+    if "://" in base:  # "/seg.ts" in an http playlist is on the playlist's server
+        return urljoin(base, ref)
     if ref.startswith("/"):
         return ref
-    if "://" in base:
-        return urljoin(base, ref)
     return os.path.join(os.path.dirname(base), ref)
 
 
-def load_playlist(uri: str) -> Playlist:
+def load_playlist(uri: str, *, what: str = "source") -> Playlist:
     """Fetch and parse a media playlist (a master playlist: its first variant)."""
-    text = read_bytes(uri).decode("utf-8", errors="replace")
+    text = read_bytes(uri, what=what).decode("utf-8", errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("#EXTM3U"):
         raise UnreadableSourceError(f"not an HLS playlist (no #EXTM3U): {uri}")
     for i, line in enumerate(lines):
         if line.startswith("#EXT-X-STREAM-INF") and i + 1 < len(lines):
-            return load_playlist(_resolve(uri, lines[i + 1]))
+            variant = _resolve(uri, lines[i + 1])
+            policy.current().check_reference(variant, referrer=uri, what="HLS variant playlist")
+            return load_playlist(variant, what="HLS variant playlist")
     playlist = Playlist(uri=uri)
+    checks = policy.current()
     duration: float | None = None
     date: float | None = None
     t = 0.0
@@ -134,7 +140,9 @@ def load_playlist(uri: str) -> Playlist:
                 elif date - playlist.wall_start > t + OUTAGE_MIN_GAP_S:
                     t = date - playlist.wall_start
                 date = None
-            playlist.segments.append(HlsSegment(uri=_resolve(uri, line), start_s=t, duration_s=duration))
+            segment_uri = _resolve(uri, line)
+            checks.check_reference(segment_uri, referrer=uri, what="HLS segment")
+            playlist.segments.append(HlsSegment(uri=segment_uri, start_s=t, duration_s=duration))
             t += duration
             duration = None
     return playlist
@@ -169,7 +177,7 @@ class SegmentStream(io.RawIOBase):
         while self._offset >= len(self._buffer):
             if not self._pending:
                 return 0
-            self._buffer, self._offset = read_bytes(self._pending.pop(0).uri), 0
+            self._buffer, self._offset = read_bytes(self._pending.pop(0).uri, what="HLS segment"), 0
             self.requests += 1
         n = min(len(target), len(self._buffer) - self._offset)
         target[:n] = self._buffer[self._offset : self._offset + n]

@@ -7,8 +7,11 @@ Nothing here knows about Temporal: failures are raised as `UnreadableSourceError
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
@@ -18,7 +21,7 @@ import av.error
 import numpy as np
 
 from detectors import AudioChunk, VideoChunk
-from detectors.base import DecodeErrorChunk, FrameStack
+from detectors.base import DecodeErrorChunk, FrameStack, coarse_stride
 from vqa.contracts import AudioInfo, MediaInfo, VideoInfo
 
 # Frames per chunk handed to the detectors: big enough to vectorise over,
@@ -39,25 +42,41 @@ _AVCOL_RANGE_JPEG = 2
 _PICTURE_I = av.video.frame.PictureType.I  # intra-coded, keyframe or not
 
 
-from . import hls  # noqa: E402
+from . import hls, policy  # noqa: E402
 from .errors import SourceUnavailableError, UnreadableSourceError  # noqa: E402 - re-exported
+
+# Demuxers that open other files or URLs named inside the media (playlists, manifests,
+# session descriptions): FFmpeg would fetch those unchecked, so it may not pick them.
+# HLS is read by hls.py, each URL checked by the policy.
+_FOLLOWING_DEMUXERS = frozenset({"hls", "applehttp", "dash", "concat", "imf", "sdp", "rtsp", "rtp", "lavfi"})
+_FORMAT_WHITELIST = ",".join(sorted(set(av.formats_available) - _FOLLOWING_DEMUXERS))
 
 
 def _open(source: str) -> av.container.InputContainer:
     parsed = urlparse(source)
     scheme = parsed.scheme.lower()
-    options: dict[str, str] = {}
-    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+    options: dict[str, str] = {"format_whitelist": _FORMAT_WHITELIST}
+    local = scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+    if local or scheme in ("http", "https", "s3"):
+        policy.current().check_source(source)  # the worker's allow-list: refusals are final
+    if local:
         target = unquote(parsed.path) if scheme == "file" else source
-        if not os.path.exists(target):
+        real = policy.current().local_path(source)
+        if not os.path.exists(real):
             raise UnreadableSourceError(f"source not found: {target}")
-        if os.path.isdir(target):
+        if os.path.isdir(real):
             raise UnreadableSourceError(f"source is a directory, not a media file: {target}")
-        if os.path.getsize(target) == 0:
+        if os.path.getsize(real) == 0:
             raise UnreadableSourceError(f"source is an empty file: {target}")
+        options["protocol_whitelist"] = "file"
     elif scheme in ("http", "https"):
         target = source
-        options = {"timeout": str(NETWORK_TIMEOUT_US), "rw_timeout": str(NETWORK_TIMEOUT_US)}
+        options |= {
+            "timeout": str(NETWORK_TIMEOUT_US),
+            "rw_timeout": str(NETWORK_TIMEOUT_US),
+            "protocol_whitelist": "http,https,tcp,tls",
+            "max_redirects": "0",  # each redirect is checked by the policy first (_open_http)
+        }
     elif scheme == "s3":
         from .s3 import open_object  # boto3 is loaded where S3 is read
 
@@ -67,8 +86,10 @@ def _open(source: str) -> av.container.InputContainer:
         raise UnreadableSourceError(f"unsupported source scheme {scheme!r} in {source}")
     try:
         if scheme == "s3":
-            return av.open(s3_object, mode="r", timeout=NETWORK_TIMEOUT_US / 1e6)
-        return av.open(target, mode="r", options=options, timeout=NETWORK_TIMEOUT_US / 1e6)
+            return av.open(s3_object, mode="r", options=options, timeout=NETWORK_TIMEOUT_US / 1e6)
+        if not local:
+            return _open_http(source, options)
+        return av.open(real, mode="r", options=options, timeout=NETWORK_TIMEOUT_US / 1e6)
     except av.error.FileNotFoundError as exc:
         raise UnreadableSourceError(f"source not found: {target}") from exc
     except av.error.InvalidDataError as exc:
@@ -77,6 +98,12 @@ def _open(source: str) -> av.container.InputContainer:
         raise UnreadableSourceError(f"source not found (HTTP 404): {target}") from exc
     except av.error.HTTPClientError as exc:
         raise UnreadableSourceError(f"source refused by the server: {target} ({exc.strerror})") from exc
+    except av.error.ArgumentError as exc:
+        # What a format outside _FORMAT_WHITELIST gets: FFmpeg found a playlist or manifest.
+        raise UnreadableSourceError(
+            f"not a readable media file: {target} (a playlist or manifest naming other files is not "
+            "followed; an HLS source must be an .m3u8 URL)"
+        ) from exc
     except (av.error.HTTPServerError, av.error.ConnectionRefusedError, av.error.ConnectionResetError) as exc:
         raise SourceUnavailableError(f"source unavailable: {target} ({exc.strerror})") from exc
     except (av.error.TimeoutError, TimeoutError, av.error.ExitError) as exc:
@@ -88,6 +115,72 @@ def _open(source: str) -> av.container.InputContainer:
         raise UnreadableSourceError(f"cannot open {target}: {exc.strerror}") from exc
     except OSError as exc:
         raise SourceUnavailableError(f"cannot read {target}: {exc}") from exc
+
+
+def _open_http(source: str, options: dict[str, str]) -> av.container.InputContainer:
+    """Open an http(s) source with FFmpeg, which only ever reaches addresses the policy checked.
+
+    Plain http connects to the checked address (the host name goes in the Host header),
+    so a second DNS answer cannot differ (DNS rebinding). FFmpeg follows no redirect:
+    when it stops at one, the policy's client follows it, checking every hop, and
+    FFmpeg opens where it led.
+    """
+    checks = policy.current()
+    url, what = source, "source"
+    for attempt in range(2):
+        addresses = checks.check_host(url, what=what)
+        try:
+            return _open_pinned(url, addresses, options)
+        except av.error.OSError as exc:
+            if attempt or exc.errno != errno.EIO:  # EIO: what FFmpeg says at a redirect it may not follow
+                raise
+            final = _redirect_target(checks, url)
+            if final is None or final == url:
+                raise
+            what = f"source (redirected from {source})"
+            if urlparse(final).scheme.lower() not in ("http", "https"):
+                raise policy.SourceRefusedError(f"{what} refused: {policy.redact(final)} is not an http(s) URL") from exc
+            checks.check_source(final, what=what)
+            url = final
+    raise AssertionError("unreachable")
+
+
+def _open_pinned(url: str, addresses: list[policy.IPAddress], options: dict[str, str]) -> av.container.InputContainer:
+    """FFmpeg on `url` pinned to each checked address in turn, as its own connect would, while
+    an address cannot be reached at all."""
+    for i, address in enumerate(addresses):
+        target, extra = _pinned(url, address)
+        try:
+            return av.open(target, mode="r", options=options | extra, timeout=NETWORK_TIMEOUT_US / 1e6)
+        except av.error.FFmpegError as exc:
+            if target == url or i == len(addresses) - 1 or exc.errno not in _UNREACHABLE:
+                raise
+    raise AssertionError("check_host returns at least one address")
+
+
+_UNREACHABLE = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
+
+
+def _pinned(url: str, address: policy.IPAddress) -> tuple[str, dict[str, str]]:
+    """The URL FFmpeg opens and its extra options: plain http goes to `address`, named in Host."""
+    parsed = urlparse(url)
+    if parsed.scheme.lower() != "http" or parsed.hostname == str(address):
+        return url, {}  # https: the name is needed for TLS (SNI); an address literal is already pinned
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    return parsed._replace(netloc=netloc).geturl(), {"headers": f"Host: {parsed.netloc}\r\n"}
+
+
+def _redirect_target(checks: policy.SourcePolicy, url: str) -> str | None:
+    """Where `url` redirects to, every hop checked; None when it cannot be asked."""
+    request = urllib.request.Request(url, headers={"Range": "bytes=0-0", "User-Agent": "vqa"})
+    try:
+        with checks.urlopen(request, timeout=NETWORK_TIMEOUT_US / 1e6, what="source") as response:
+            return str(response.geturl())
+    except urllib.error.HTTPError as exc:
+        return str(exc.geturl())
+    except (urllib.error.URLError, OSError):
+        return None
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -379,6 +472,7 @@ class _VideoBuffer:
         self.times: list[float] = []
         self.keys: list[bool] = []
         self.full_range = False
+        self.coarse: np.ndarray | None = None
 
     def add(self, frame: av.VideoFrame, t: float) -> list[VideoChunk]:
         luma = _luma(frame)
@@ -387,6 +481,13 @@ class _VideoBuffer:
             out.extend(self.flush())  # the picture size changed mid-stream
         if not self.times:
             self.full_range = frame.format.name in _FULL_RANGE_FORMATS or frame.color_range == _AVCOL_RANGE_JPEG
+            step = coarse_stride(luma.shape[0])
+            self.coarse = np.empty((VIDEO_CHUNK_FRAMES, *luma[::step, ::step].shape), dtype=np.uint8)
+        # The coarse picture the whole-picture detectors share, taken now, while the frame
+        # the decoder just wrote is still in the CPU's cache (later it costs a trip to memory).
+        assert self.coarse is not None
+        step = coarse_stride(luma.shape[0])
+        self.coarse[len(self.planes)] = luma[::step, ::step]
         self.frames.append(frame)
         self.planes.append(luma)
         self.times.append(t)
@@ -398,13 +499,15 @@ class _VideoBuffer:
     def flush(self) -> list[VideoChunk]:
         if not self.times:
             return []
+        assert self.coarse is not None
         chunk = VideoChunk(
             times=np.asarray(self.times, dtype=np.float64),
             luma=FrameStack(self.planes),
             keyframe=np.asarray(self.keys, dtype=bool),
             full_range=self.full_range,
+            coarse=self.coarse[: len(self.planes)],
         )
-        self.frames, self.planes, self.times, self.keys = [], [], [], []
+        self.frames, self.planes, self.times, self.keys, self.coarse = [], [], [], [], None
         return [chunk]
 
 

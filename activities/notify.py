@@ -29,8 +29,12 @@ from temporalio.exceptions import ApplicationError
 
 from vqa.contracts import DefectEvent, NotifyRequest, notification_id
 
+from . import policy
+from .errors import SourceUnavailableError
+
 UNDELIVERED = "NotificationUndelivered"
 REJECTED = "NotificationRejected"
+REFUSED = "WebhookRefused"  # the worker's allow-list (activities/policy.py) forbids the webhook
 SIGNATURE_HEADER = "X-VQA-Signature"
 TIMESTAMP_HEADER = "X-VQA-Timestamp"
 EVENT_ID_HEADER = "X-VQA-Event-Id"
@@ -88,8 +92,13 @@ def _post(url: str, body: bytes, *, event_id: str, secret: str | None) -> None:
         headers[SIGNATURE_HEADER] = sign(body, secret)
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as response:
+        # Checks the address each connection reaches, and each redirect, against the worker's policy.
+        with policy.current().urlopen(req, timeout=_TIMEOUT_S, what="webhook") as response:
             response.read()
+    except policy.SourceRefusedError as exc:
+        raise ApplicationError(str(exc), type=REFUSED, non_retryable=True) from exc
+    except SourceUnavailableError as exc:
+        raise ApplicationError(f"webhook {url} unreachable for {event_id}: {exc}", type=UNDELIVERED) from exc
     except urllib.error.HTTPError as exc:
         message = f"webhook {url} answered {exc.code} for {event_id}"
         if 400 <= exc.code < 500 and exc.code not in _TRANSIENT_STATUS:
@@ -124,6 +133,13 @@ def notify_defects(request: NotifyRequest) -> int:
     secret = env.get("VQA_WEBHOOK_SECRET") or None
     if url is None and topic is None:
         return 0
+    if url is not None:
+        try:
+            policy.current().check_webhook(url)  # a starter must not make the worker POST anywhere
+        except policy.SourceRefusedError as exc:
+            raise ApplicationError(str(exc), type=REFUSED, non_retryable=True) from exc
+        except SourceUnavailableError as exc:
+            raise ApplicationError(str(exc), type=UNDELIVERED) from exc
     details = activity.info().heartbeat_details if activity.in_activity() else []
     done = int(details[0]) if details else 0
     for index, event in enumerate(request.events):

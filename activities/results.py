@@ -4,8 +4,9 @@ The location is a local directory or `s3://bucket/prefix`: the stream's own
 (`StreamRequest.results`), else the worker's `VQA_RESULTS`, else
 `$VQA_HOME/results`; `none` turns the sink off. Keys are deterministic,
 
-    <location>/<stream_id>/windows/<index:06d>.json
+    <location>/<stream_id>/windows/<index:06d>.json   (<index:06d>-<queue>.json per detector group)
     <location>/<stream_id>/report.json
+    <location>/<stream_id>/report.html   (the same report as a page: timeline, defects, evidence)
 
 so a retried window replaces its document instead of adding one. A window
 costs exactly one write, made by its own activity; media is never written.
@@ -48,12 +49,26 @@ def resolve(results: str | None) -> str | None:
     return location.rstrip("/")
 
 
-def window_uri(location: str, stream_id: str, index: int) -> str:
-    return _join(location, stream_id, "windows", f"{index:06d}.json")
+def window_uri(location: str, stream_id: str, index: int, group: str | None = None) -> str:
+    """A window's document; a detector group on its own task queue writes its own, `NNNNNN-<queue>.json`."""
+    name = f"{index:06d}.json" if group is None else f"{index:06d}-{_safe_name(group)}.json"
+    return _join(location, stream_id, "windows", name)
+
+
+def _safe_name(group: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in group)
 
 
 def report_uri(location: str, stream_id: str) -> str:
     return _join(location, stream_id, "report.json")
+
+
+def report_html_uri(location: str, stream_id: str) -> str:
+    return _join(location, stream_id, "report.html")
+
+
+def windows_dir(location: str, stream_id: str) -> str:
+    return _join(location, stream_id, "windows")
 
 
 def evidence_uri(location: str, stream_id: str, name: str) -> str:
@@ -108,7 +123,9 @@ def store_window(request: WindowRequest, result: WindowResult) -> None:
     if location is None:
         return
     try:
-        write_document(window_uri(location, request.stream_id, request.index), result.model_dump_json().encode())
+        write_document(
+            window_uri(location, request.stream_id, request.index, request.group), result.model_dump_json().encode()
+        )
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
 
@@ -123,14 +140,20 @@ def store_evidence(uri: str, body: bytes, *, content_type: str) -> None:
 
 @activity.defn
 def write_report(request: WriteReportRequest) -> str | None:
-    """Store the stream's report; returns where (None when the sink is off)."""
+    """Store the stream's report, and its HTML page beside it; returns the report's URI
+    (None when the sink is off). The page is drawn from what the windows wrote there."""
+    from .report_html import build_report_html
+
     location = resolve(request.results)
     if location is None:
         return None
     uri = report_uri(location, request.report.stream_id)
-    report: StreamReport = request.report.model_copy(update={"results_uri": uri})
+    html_uri = report_html_uri(location, request.report.stream_id)
+    report: StreamReport = request.report.model_copy(update={"results_uri": uri, "report_html_uri": html_uri})
     try:
         write_document(uri, report.model_dump_json(indent=2).encode())
+        page = build_report_html(location, report)
+        write_document(html_uri, page.encode(), content_type="text/html; charset=utf-8")
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
     return uri

@@ -34,7 +34,7 @@ _ENDPOINT_VARIABLES = ("VQA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOI
 # A change of any of these (tests, mostly) gets a new client.
 _CLIENT_VARIABLES = (
     *_ENDPOINT_VARIABLES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "VQA_NETWORK_TIMEOUT_S",
 )
 # Codes that say the request itself can never succeed (anything else 4xx is treated alike).
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
@@ -51,6 +51,10 @@ def split_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, unquote(parsed.path.lstrip("/"))
 
 
+def _network_timeout_s() -> float:
+    return float(os.environ.get("VQA_NETWORK_TIMEOUT_S", "15"))
+
+
 def s3_client() -> Any:
     """The S3 client for the current AWS settings; one per process (boto3 clients are thread-safe)."""
     env = os.environ
@@ -60,8 +64,9 @@ def s3_client() -> Any:
         if client is None:
             custom_endpoint = any(env.get(name) for name in _ENDPOINT_VARIABLES)
             config = Config(
-                connect_timeout=10,
-                read_timeout=30,
+                # As FFmpeg's network reads: a server silent this long fails the call (retryably).
+                connect_timeout=_network_timeout_s(),
+                read_timeout=_network_timeout_s(),
                 # The window activity is retried by Temporal too: a short retry here is enough.
                 retries={"mode": "standard", "max_attempts": 3},
                 max_pool_connections=32,
@@ -77,7 +82,12 @@ def s3_client() -> Any:
 
 
 def _error(exc: Exception, action: str, uri: str) -> Exception:
-    """The source error for a failed S3 call: permanent (4xx) or worth retrying (5xx, network)."""
+    """The source error for a failed S3 call: permanent (4xx) or worth retrying (5xx, network).
+
+    Raised `from None`: its message says what failed, and botocore's and urllib3's chained
+    tracebacks would make the activity's failure bigger than the 4 KiB Temporal keeps of
+    a retrying activity's last failure, which then reads only "Failure exceeds size limit.".
+    """
     if isinstance(exc, botocore.exceptions.ClientError):
         info = exc.response.get("Error", {})
         code = str(info.get("Code", ""))
@@ -174,9 +184,9 @@ class S3ObjectReader(io.RawIOBase):
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange" and first == 0:
                 raise UnreadableSourceError(f"source is an empty S3 object: {self.uri}") from exc
-            raise _error(exc, "read", self.uri) from exc
+            raise _error(exc, "read", self.uri) from None
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
-            raise _error(exc, "read", self.uri) from exc
+            raise _error(exc, "read", self.uri) from None
         if self.size < 0:
             total = str(response.get("ContentRange", "")).rpartition("/")[2]
             self.size = int(total) if total.isdigit() else int(response.get("ContentLength", len(data)))
@@ -204,7 +214,7 @@ def put_object(uri: str, body: bytes, *, content_type: str = "application/json")
     try:
         s3_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
-        raise _error(exc, "write", uri) from exc
+        raise _error(exc, "write", uri) from None
 
 
 def get_object(uri: str) -> bytes:
@@ -215,4 +225,14 @@ def get_object(uri: str) -> bytes:
     try:
         return bytes(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
-        raise _error(exc, "read", uri) from exc
+        raise _error(exc, "read", uri) from None
+
+
+def list_objects(prefix_uri: str) -> list[str]:
+    """The URIs of the objects under `s3://bucket/prefix` (every page); raises the source errors naming it."""
+    bucket, prefix = split_uri(prefix_uri)
+    try:
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [f"s3://{bucket}/{item['Key']}" for page in pages for item in page.get("Contents", [])]
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+        raise _error(exc, "list", prefix_uri) from None

@@ -15,19 +15,23 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 import detectors
 from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
-from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
+from vqa.contracts import ANALYZE_WINDOW, MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
 
 from .evidence import EvidenceRecorder, attach_evidence
 from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
 from .notify import notify_defects
+from .policy import SourceRefusedError
 from .results import resolve as results_location
 from .results import store_window, write_report
 
 UNREADABLE = "UnreadableSource"
+REFUSED = "SourceRefused"  # the worker's allow-list (activities/policy.py) forbids an address
 INVALID_REQUEST = "InvalidRequest"
 
 
 def _application_error(exc: Exception) -> ApplicationError:
+    if isinstance(exc, SourceRefusedError):
+        return ApplicationError(str(exc), type=REFUSED, non_retryable=True)
     if isinstance(exc, UnreadableSourceError):
         return ApplicationError(str(exc), type=UNREADABLE, non_retryable=True)
     return ApplicationError(str(exc), type="SourceUnavailable")
@@ -48,6 +52,8 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     try:
         options = detectors.parse_options(request.options)
         names = detectors.resolve(request.detectors)
+        detectors.resolve(request.exclude_detectors)  # unknown names are an error here too
+        names = [n for n in names if n not in request.exclude_detectors]
     except ValueError as exc:
         raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
 
@@ -152,6 +158,34 @@ def _record_metrics(request: WindowRequest, result: WindowResult) -> None:
         meter.create_gauge_float("vqa_live_lag_seconds", "how far analysis is behind a live stream's edge", "s").set(
             max(0.0, result.live_edge_s - result.end_s), {"stream_id": request.stream_id}
         )
+
+
+class DetectorGroupWorker:
+    """`analyze_window` on a worker that serves one detector group on its own task queue.
+
+    It runs the same code, but refuses a window that asks for detectors outside its
+    group: a misrouted window fails loudly instead of running detectors the operator
+    placed elsewhere.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = detectors.resolve(names)
+
+    @activity.defn(name=ANALYZE_WINDOW)
+    def analyze_window(self, request: WindowRequest) -> WindowResult:
+        try:
+            asked = [n for n in detectors.resolve(request.detectors) if n not in request.exclude_detectors]
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+        outside = [n for n in asked if n not in self.names]
+        if outside:
+            raise ApplicationError(
+                f"this worker serves only the detectors {', '.join(self.names)} on its task queue; "
+                f"window {request.index} asks for {', '.join(outside)}",
+                type=INVALID_REQUEST,
+                non_retryable=True,
+            )
+        return analyze_window(request)
 
 
 ANALYSIS_ACTIVITIES = [probe_source, analyze_window, write_report, notify_defects]

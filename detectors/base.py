@@ -85,6 +85,7 @@ class VideoChunk:
     luma: np.ndarray | FrameStack
     keyframe: np.ndarray
     full_range: bool = False
+    coarse: np.ndarray | None = None  # `luma[:, ::s, ::s]`, s = coarse_stride(height), when the decoder made it
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ class WindowContext:
         pixel), contiguous; computed once per chunk for the detectors that measure whole-
         picture statistics, where every pixel of a 1080p frame adds cost but no accuracy."""
         self._chunk_cache(chunk)
+        if self._coarse is None and chunk.coarse is not None:
+            self._coarse = chunk.coarse
         if self._coarse is None:
             step = coarse_stride(chunk.luma.shape[1])
             self._coarse = np.ascontiguousarray(chunk.luma if step == 1 else chunk.luma[:, ::step, ::step])

@@ -113,11 +113,13 @@ def run_starter(server: TemporalServer, queue: str, *args: str, timeout: float =
 
 
 @contextmanager
-def worker_subprocess(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python worker.py` as users run it, its output in `log`; stopped with SIGTERM (then killed)."""
+def worker_subprocess(env: dict[str, str], log: Path, *, args: list[str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`python worker.py [ARGS]` as users run it, its output in `log`; stopped with SIGTERM (then killed)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(python_command("worker.py"), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            python_command("worker.py", *(args or [])), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
     try:
         yield proc
     finally:

@@ -1,13 +1,16 @@
 """Regenerate the workflow histories that tests/test_replay.py replays: `python -m tests.record_histories`.
 
 Records, on a throw-away dev server: a plain stream, one that continues-as-new (each of its runs),
-and one stopped by the stop signal. Re-record only when a workflow change is meant to be incompatible
+one stopped by the stop signal, and one with a detector group and search attributes. With names
+(`python -m tests.record_histories groups-search-attributes`) only those are written, so histories
+of older workflow versions stay and keep being replayed. Re-record only when a workflow change is meant to be incompatible
 (and running workflows have been drained); otherwise the replay test is what catches the change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,13 +34,25 @@ async def _record(client: Client, task_queue: str, clip: Path) -> None:
             result_type=StreamReport,
         )
 
-    async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
+    group_queue = f"{task_queue}-group"
+    async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2), build_worker(
+        client, task_queue=group_queue, max_concurrent_windows=1, detectors=["silence", "blur"]
+    ):
         plain = await start("plain", window_seconds=2.0)
         split = await start("continue-as-new", window_seconds=2.0, windows_per_run=2)
         stopped = await start("stopped", window_seconds=0.5)
         await stopped.signal(StreamMonitorWorkflow.stop)
-        await asyncio.gather(plain.result(), split.result(), stopped.result())
-        histories = {"plain": await plain.fetch_history(), "stopped": await stopped.fetch_history()}
+        # Detector groups on a second task queue, and search attributes kept up to date.
+        groups = await start(
+            "groups-search-attributes", window_seconds=2.0, detector_groups={group_queue: ["silence", "blur"]},
+            search_attributes=True,
+        )
+        await asyncio.gather(plain.result(), split.result(), stopped.result(), groups.result())
+        histories = {
+            "plain": await plain.fetch_history(),
+            "stopped": await stopped.fetch_history(),
+            "groups-search-attributes": await groups.fetch_history(),
+        }
         run_id = split.first_execution_run_id
         run = 1
         while run_id:
@@ -51,9 +66,10 @@ async def _record(client: Client, task_queue: str, clip: Path) -> None:
             )
             run += 1
     HISTORIES.mkdir(exist_ok=True)
-    for old in HISTORIES.glob("*.json"):
-        old.unlink()
+    wanted = set(sys.argv[1:])  # names to (re)record; none: all of them
     for name, history in histories.items():
+        if wanted and name not in wanted:
+            continue
         (HISTORIES / f"{name}.json").write_text(history.to_json())
         print(f"{name}: {len(history.events)} events")
 

@@ -251,11 +251,15 @@ def test_s3_source_and_s3_results_end_to_end(
     keys = _keys(s3_env, results_bucket)
     windows = [f"vqa/{sid}/windows/{i:06d}.json" for i in range(8)]
     evidence = [f"vqa/{sid}/evidence/{d.details['evidence'].rpartition('/')[2]}" for d in from_s3.defects]
-    assert sorted(keys) == sorted([*windows, f"vqa/{sid}/report.json", *evidence]), (
-        "one object per window plus the report, and one piece of evidence per defect"
+    report_keys = [f"vqa/{sid}/report.json", f"vqa/{sid}/report.html"]
+    assert sorted(keys) == sorted([*windows, *report_keys, *evidence]), (
+        "one object per window plus the report (JSON and page), and one piece of evidence per defect"
     )
-    assert puts == 9 + len(from_s3.defects), "exactly one write per window, one per defect and one for the report"
-    assert max(v for k, v in keys.items() if k not in evidence) < 64 * 1024, "results are small documents, never media"
+    assert puts == 10 + len(from_s3.defects), "exactly one write per window, one per defect, two for the report"
+    # The page embeds the evidence; every other document is small.
+    assert max(v for k, v in keys.items() if k not in evidence and k != report_keys[1]) < 64 * 1024, (
+        "results are small documents, never media"
+    )
     assert from_s3.results_uri == f"s3://{results_bucket}/vqa/{sid}/report.json"
     stored = StreamReport.model_validate(_read_json(s3_env, results_bucket, f"vqa/{sid}/report.json"))
     assert stored == from_s3
@@ -287,6 +291,7 @@ def test_a_retried_window_overwrites_its_s3_result(s3_env: SeaweedFS, clips: med
     assert uri == f"{location}/retried/report.json"
     keys = _keys(s3_env, bucket)
     assert sorted(keys) == [
+        "runs/retried/report.html",
         "runs/retried/report.json",
         "runs/retried/windows/000000.json",
         "runs/retried/windows/000001.json",
@@ -313,7 +318,7 @@ def test_a_retried_window_overwrites_its_local_result(tmp_path: Path, clips: med
     )
     root = tmp_path / "default" / "local-retry"
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
-        "report.json", "windows/000000.json", "windows/000001.json", "windows/000002.json",
+        "report.html", "report.json", "windows/000000.json", "windows/000001.json", "windows/000002.json",
     ], "one file per window, the retry replaced its file, nothing else (no temporary files left)"
     assert WindowResult.model_validate_json((root / "windows/000002.json").read_text()) == again == first[2]
     assert uri == str(root / "report.json")
@@ -381,7 +386,7 @@ def test_starter_with_an_s3_source_and_s3_results(temporal_server: TemporalServe
     assert report.results_uri == f"s3://{results_bucket}/cli/boundary/report.json"
     assert json.loads(done.stdout)["results_uri"] == report.results_uri
     assert sorted(k for k in _keys(seaweedfs, results_bucket) if "/evidence/" not in k) == [
-        "cli/boundary/report.json", *(f"cli/boundary/windows/{i:06d}.json" for i in range(4))
+        "cli/boundary/report.html", "cli/boundary/report.json", *(f"cli/boundary/windows/{i:06d}.json" for i in range(4))
     ]
     assert StreamReport.model_validate(_read_json(seaweedfs, results_bucket, "cli/boundary/report.json")) == report
 

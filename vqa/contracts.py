@@ -12,13 +12,25 @@ import re
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Track = Literal["video", "audio", "av"]
 StreamState = Literal["probing", "running", "completed", "failed", "stopped"]
 EventPhase = Literal["opened", "closed"]
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+TASK_QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+
+# The stream workflows' custom search attributes (name -> Temporal type), for listing streams
+# by state, source or open defects. Registered on the dev server the project starts
+# (vqa/devserver.py); on a real cluster: `temporal operator search-attribute create`.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "VqaState": "Keyword",
+    "VqaSource": "Keyword",
+    "VqaOpenDefects": "Int",
+    "VqaDefects": "Int",
+    "VqaDefectKinds": "KeywordList",
+}
 
 
 class _Model(BaseModel):
@@ -94,6 +106,12 @@ class WindowRequest(_Model):
     is_last: bool
     media: MediaInfo
     detectors: list[str]
+    exclude_detectors: list[str] = Field(
+        default_factory=list, description="detectors another group runs (on its own task queue) for this window"
+    )
+    group: str | None = Field(
+        default=None, description="the detector group's task queue; None: the stream's own (default) group"
+    )
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
     results: str | None = Field(default=None, description="where the result is written; None: the worker's default")
@@ -171,6 +189,39 @@ class StreamRequest(_Model):
         le=3600,
         description="at the stream's end, how long to wait for notifications still being retried",
     )
+    detector_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="task queue -> detectors run there, one activity per group per window (each decodes its "
+        "own window); the detectors in no group run on the stream's own task queue",
+    )
+    search_attributes: bool = Field(
+        default=False,
+        description="keep the stream's search attributes (SEARCH_ATTRIBUTES) up to date; the starter sets it "
+        "when the namespace has them registered",
+    )
+
+    @field_validator("detector_groups")
+    @classmethod
+    def _check_groups(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        seen: set[str] = set()
+        for queue, names in value.items():
+            if not TASK_QUEUE_PATTERN.match(queue):
+                raise ValueError(f"detector group task queue {queue!r} is not a valid task queue name")
+            if not names:
+                raise ValueError(f"detector group {queue!r} names no detectors")
+            twice = seen.intersection(names)
+            if twice:
+                raise ValueError(f"detector(s) {', '.join(sorted(twice))} are in more than one group")
+            seen.update(names)
+        return value
+
+    @model_validator(mode="after")
+    def _groups_within_detectors(self) -> StreamRequest:
+        if self.detectors:
+            outside = sorted({n for names in self.detector_groups.values() for n in names} - set(self.detectors))
+            if outside:
+                raise ValueError(f"detector group(s) name {', '.join(outside)}, which --detectors leaves out")
+        return self
 
     @field_validator("notify_url")
     @classmethod
@@ -232,6 +283,17 @@ class StreamReport(_Model):
     windows: int
     defects: list[Defect] = Field(default_factory=list)
     results_uri: str | None = Field(default=None, description="where this report was written (None: not written)")
+    report_html_uri: str | None = Field(
+        default=None, description="where its HTML view was written, beside results_uri (None: not written)"
+    )
+
+    @model_validator(mode="after")
+    def _html_beside_json(self) -> StreamReport:
+        """report.html is written beside report.json: its place follows from results_uri, so every
+        copy of the report (the workflow's result, the stored JSON) says where it is."""
+        if self.report_html_uri is None and (self.results_uri or "").endswith("report.json"):
+            self.report_html_uri = (self.results_uri or "").removesuffix("report.json") + "report.html"
+        return self
 
 
 class WriteReportRequest(_Model):

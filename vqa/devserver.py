@@ -63,6 +63,10 @@ def start_dev_server(
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
     if namespace != "default":
         args += ["--namespace", namespace]
+    from vqa.contracts import SEARCH_ATTRIBUTES
+
+    for name, kind in SEARCH_ATTRIBUTES.items():  # so streams can be listed by state, source, defects
+        args += ["--search-attribute", f"{name}={kind}"]
     args += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,3 +39,26 @@ def _closed_at(event: DefectEvent, end_s: float) -> Defect:
     d = event.defect
     end = max(end_s, d.end_s)
     return d.model_copy(update={"end_s": end, "duration_s": round(end - d.start_s, 4)})
+
+
+def merge_group_results(results: list[WindowResult]) -> WindowResult:
+    """One window's result from its detector groups' results (disjoint detectors, same window).
+
+    Each group decoded the window itself; their events, states and measures are
+    simply put together. A live window's end is where the furthest group got.
+    """
+    if len(results) == 1:
+        return results[0]
+    merged = results[0].model_copy(deep=True)
+    for other in results[1:]:
+        merged.events.extend(other.events)
+        merged.states.update(other.states)
+        merged.metrics.measures.update(other.metrics.measures)
+        merged.metrics.video_frames = max(merged.metrics.video_frames, other.metrics.video_frames)
+        merged.metrics.audio_samples = max(merged.metrics.audio_samples, other.metrics.audio_samples)
+        merged.end_s = max(merged.end_s, other.end_s)
+        merged.is_last = merged.is_last or other.is_last
+        if other.live_edge_s is not None:
+            merged.live_edge_s = max(merged.live_edge_s or 0.0, other.live_edge_s)
+    merged.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
+    return merged

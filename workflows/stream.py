@@ -11,12 +11,13 @@ import math
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from vqa.contracts import (
         ANALYZE_WINDOW,
+        SEARCH_ATTRIBUTES,
         NOTIFY_DEFECTS,
         PROBE_SOURCE,
         WRITE_REPORT,
@@ -34,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         WindowResult,
         WriteReportRequest,
     )
-    from vqa.stitch import apply_window, report_defects
+    from vqa.stitch import apply_window, merge_group_results, report_defects
 
 _NON_RETRYABLE = ["UnreadableSource", "InvalidRequest"]
 _RETRY = RetryPolicy(
@@ -55,6 +56,14 @@ _NOTIFY_RETRY = RetryPolicy(
 )
 ANALYSIS_FAILED = "AnalysisFailed"
 
+SA_STATE = SearchAttributeKey.for_keyword("VqaState")
+SA_SOURCE = SearchAttributeKey.for_keyword("VqaSource")
+SA_OPEN_DEFECTS = SearchAttributeKey.for_int("VqaOpenDefects")
+SA_DEFECTS = SearchAttributeKey.for_int("VqaDefects")
+SA_DEFECT_KINDS = SearchAttributeKey.for_keyword_list("VqaDefectKinds")
+assert {k.name for k in (SA_STATE, SA_SOURCE, SA_OPEN_DEFECTS, SA_DEFECTS, SA_DEFECT_KINDS)} == set(SEARCH_ATTRIBUTES)
+_RECENT_DEFECTS_SHOWN = 10
+
 
 def _cause_message(err: BaseException) -> str:
     while isinstance(err, ActivityError) and err.cause is not None:
@@ -71,7 +80,8 @@ class StreamMonitorWorkflow:
         self.progress = progress
         self.state: StreamState = "running" if progress is not None else "probing"
         self.stop_requested = progress.stop_requested if progress is not None else False
-        self.window_in_flight: workflow.ActivityHandle[WindowResult] | None = None
+        self.windows_in_flight: list[workflow.ActivityHandle[WindowResult]] = []
+        self.published_attributes: tuple[object, ...] | None = None
         self.notifying: set[asyncio.Task[None]] = set()
         self.notifications_failed = 0
 
@@ -82,6 +92,7 @@ class StreamMonitorWorkflow:
             self.progress = StreamProgress(media=media)
             self.state = "running"
         p = self.progress
+        self._publish()
         total = self._windows_total(p.media)
         started_at = p.next_index
         while not p.ended and not self.stop_requested and (total is None or p.next_index < total):
@@ -96,10 +107,12 @@ class StreamMonitorWorkflow:
                 break  # stopped while a live window waited for media
             self._notify(self._new_events(p, result))
             apply_window(p, result)
+            self._publish()
         if p.media.live:
             p.media = p.media.model_copy(update={"duration_s": p.position_s})
         self.state = "completed" if p.ended or (total is not None and p.next_index >= total) else "stopped"
         report = self._report()
+        self._publish(report)
         # Events still open are closed by the report (a stopped stream): say so too.
         self._notify([DefectEvent(id=d_id, phase="closed", defect=d) for d_id, d in self._report_events(report)])
         report = await self._store(report)
@@ -130,8 +143,9 @@ class StreamMonitorWorkflow:
         """End the analysis with status `stopped`: a file's window in progress is finished,
         a live window still waiting for media is cancelled."""
         self.stop_requested = True
-        if self.progress is not None and self.progress.media.live and self.window_in_flight is not None:
-            self.window_in_flight.cancel()
+        if self.progress is not None and self.progress.media.live:
+            for handle in self.windows_in_flight:
+                handle.cancel()
 
     async def _probe(self) -> MediaInfo:
         try:
@@ -144,6 +158,7 @@ class StreamMonitorWorkflow:
             )
         except ActivityError as err:
             self.state = "failed"
+            self._publish(self._report(error=_cause_message(err)))
             report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
             raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
@@ -165,24 +180,70 @@ class StreamMonitorWorkflow:
             results=self.request.results,
             open_event_ids=[e.id for e in p.open_events],
         )
+        summary = f"window {index} · {window.start_s:g}–{window.end_s:g} s"
         try:
-            self.window_in_flight = workflow.start_activity(
-                ANALYZE_WINDOW,
-                window,
-                result_type=WindowResult,
-                start_to_close_timeout=timedelta(seconds=max(120.0, 30.0 * w)),
-                heartbeat_timeout=timedelta(seconds=self.request.heartbeat_timeout_s),
-                retry_policy=_RETRY,
-                summary=f"window {index} · {window.start_s:g}–{window.end_s:g} s",
-            )
-            return await self.window_in_flight
+            self.windows_in_flight = [
+                workflow.start_activity(
+                    ANALYZE_WINDOW,
+                    group_window,
+                    result_type=WindowResult,
+                    task_queue=group_window.group,  # None: the workflow's own task queue
+                    start_to_close_timeout=timedelta(seconds=max(120.0, 30.0 * w)),
+                    heartbeat_timeout=timedelta(seconds=self.request.heartbeat_timeout_s),
+                    retry_policy=_RETRY,
+                    summary=summary if group_window.group is None else f"{summary} · {group_window.group}",
+                )
+                for group_window in self._group_windows(window)
+            ]
+            results = []
+            for handle in self.windows_in_flight:
+                results.append(await handle)
+            return merge_group_results(results)
         except ActivityError as err:
             if self.stop_requested and isinstance(err.cause, CancelledError):
                 return None
+            for handle in self.windows_in_flight:
+                handle.cancel()  # a group that failed fails the window: the others need not finish
             self.state = "failed"
             message = f"window {index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
+            self._publish(self._report(error=message))
             report = await self._store(self._report(error=message), best_effort=True)
             raise ApplicationError(message, report, type=ANALYSIS_FAILED, non_retryable=True) from err
+        finally:
+            self.windows_in_flight = []
+
+    def _group_windows(self, window: WindowRequest) -> list[WindowRequest]:
+        """The window as each detector group's activity sees it: its detectors and their state only.
+
+        Without groups, the one request is the window itself.
+        """
+        groups = self.request.detector_groups
+        if not groups:
+            return [window]
+        grouped = [name for names in groups.values() for name in names]
+        requests = []
+        if not self.request.detectors or set(self.request.detectors) - set(grouped):
+            requests.append(
+                window.model_copy(
+                    update={
+                        "detectors": [d for d in self.request.detectors if d not in grouped],
+                        "exclude_detectors": grouped,
+                        "states": {k: v for k, v in window.states.items() if k not in grouped},
+                    }
+                )
+            )
+        for queue, names in groups.items():
+            requests.append(
+                window.model_copy(
+                    update={
+                        "detectors": names,
+                        "group": queue,
+                        "states": {k: v for k, v in window.states.items() if k in names},
+                        "options": {k: v for k, v in window.options.items() if k in names},
+                    }
+                )
+            )
+        return requests
 
     def _new_events(self, p: StreamProgress, result: WindowResult) -> list[DefectEvent]:
         """What a window changed: events opened for the first time, and events closed.
@@ -265,6 +326,64 @@ class StreamMonitorWorkflow:
             raise ApplicationError(message, self._report(error=message), type=ANALYSIS_FAILED, non_retryable=True) from err
         return report.model_copy(update={"results_uri": uri})
 
+    def _publish(self, report: StreamReport | None = None) -> None:
+        """What the Temporal UI shows of the stream now: its current details (markdown), and
+        its search attributes when they are registered. Upserts only when a value changed."""
+        workflow.set_current_details(self._details_markdown(report))
+        if not self.request.search_attributes:
+            return
+        p = self.progress
+        defects = report.defects if report is not None else (p.defects if p else [])
+        open_count = 0 if report is not None or p is None else len(p.open_events)
+        kinds = sorted({d.kind for d in defects} | ({e.defect.kind for e in p.open_events} if p and report is None else set()))
+        values = (self.state, open_count, len(defects), tuple(kinds))
+        if values == self.published_attributes:
+            return
+        self.published_attributes = values
+        workflow.upsert_search_attributes(
+            [
+                SA_STATE.value_set(self.state),
+                SA_OPEN_DEFECTS.value_set(open_count),
+                SA_DEFECTS.value_set(len(defects)),
+                SA_DEFECT_KINDS.value_set(kinds),
+            ]
+        )
+
+    def _details_markdown(self, report: StreamReport | None) -> str:
+        """Position, lag, and a table of the open and most recent defects (the UI renders markdown)."""
+        p = self.progress
+        paragraphs = [f"**{self.state}** · {self.request.source}"]
+        if p is not None:
+            total = self._windows_total(p.media)
+            where = f"{self._position():.1f} s" + ("" if p.media.live else f" of {p.media.duration_s:.1f} s")
+            windows = f"{p.windows_done}/{total}" if total is not None else f"{p.windows_done}"
+            paragraphs.append(f"position {where} · windows {windows} · run {p.runs}")
+            if p.live_edge_s is not None:
+                paragraphs.append(f"live edge {p.live_edge_s:.1f} s · lag {max(0.0, p.live_edge_s - p.position_s):.1f} s")
+        if report is not None and report.error:
+            paragraphs.append(f"error: {report.error}")
+        rows: list[tuple[str, Defect]] = []
+        if report is None and p is not None:
+            rows += [("open", e.defect) for e in p.open_events]
+            recent = sorted(p.defects, key=lambda d: d.end_s)[-_RECENT_DEFECTS_SHOWN:]
+            rows += [("closed", d) for d in reversed(recent)]
+            count, open_count = len(p.defects) + len(p.open_events), len(p.open_events)
+        else:
+            defects = report.defects if report is not None else []
+            rows += [("closed", d) for d in defects[:_RECENT_DEFECTS_SHOWN]]
+            count, open_count = len(defects), 0
+        paragraphs.append(f"{count} defect(s)" + (f", {open_count} open" if open_count else ""))
+        if rows:
+            table = ["| defect | track | start s | end s | duration s | value | |", "|---|---|---|---|---|---|---|"]
+            for phase, d in rows:
+                value = "" if d.value is None else f"{d.value:.4g}"
+                end = "…" if phase == "open" else f"{d.end_s:.2f}"
+                table.append(f"| {d.kind} | {d.track} | {d.start_s:.2f} | {end} | {d.duration_s:.2f} | {value} | {phase} |")
+            paragraphs.append("\n".join(table))
+            if count > len(rows):
+                paragraphs.append(f"{count - len(rows)} more in the report")
+        return "\n\n".join(paragraphs)
+
     def _windows_total(self, media: MediaInfo) -> int | None:
         """Windows in a file or VOD playlist; None for a live stream (it ends when its playlist does)."""
         if media.live:
@@ -291,3 +410,19 @@ class StreamMonitorWorkflow:
             defects=defects,
         )
 
+
+def initial_search_attributes(request: StreamRequest, *, with_source: bool = True) -> TypedSearchAttributes:
+    """The search attributes a stream starts with (the starter sets them at start).
+
+    Search attributes are indexed by the server in clear: with payload encryption
+    on, the source is left out (`with_source=False`).
+    """
+    pairs: list[SearchAttributePair] = [SearchAttributePair(SA_STATE, "probing")]
+    if with_source:
+        pairs.append(SearchAttributePair(SA_SOURCE, request.source[:1000]))
+    pairs += [
+        SearchAttributePair(SA_OPEN_DEFECTS, 0),
+        SearchAttributePair(SA_DEFECTS, 0),
+        SearchAttributePair(SA_DEFECT_KINDS, []),
+    ]
+    return TypedSearchAttributes(pairs)
