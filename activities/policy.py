@@ -76,6 +76,7 @@ class SourcePolicy:
     roots: tuple[str, ...] | None = None  # real paths; None: any local path
     allow_private: bool = False  # VQA_ALLOW_PRIVATE_URLS: lifts the link-local/metadata rule
     refuse_private: bool = False  # VQA_REFUSE_PRIVATE_URLS: only global addresses
+    results_roots: tuple[str, ...] | None = None  # VQA_ALLOWED_RESULTS_ROOTS; None: any local directory
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SourcePolicy:
@@ -86,12 +87,27 @@ class SourcePolicy:
         )
         raw_roots = env.get("VQA_ALLOWED_ROOTS", "").strip()
         roots = tuple(os.path.realpath(r) for r in raw_roots.split(os.pathsep) if r.strip()) if raw_roots else None
+        raw_results = env.get("VQA_ALLOWED_RESULTS_ROOTS", "").strip()
+        results_roots = (
+            tuple(os.path.realpath(r) for r in raw_results.split(os.pathsep) if r.strip()) if raw_results else None
+        )
         return cls(
             schemes=schemes,
             roots=roots,
             allow_private=_flag(env, "VQA_ALLOW_PRIVATE_URLS"),
             refuse_private=_flag(env, "VQA_REFUSE_PRIVATE_URLS"),
+            results_roots=results_roots,
         )
+
+    def check_results_path(self, path: str, *, default_location: str | None) -> None:
+        """Refuse writing results to a local path outside the allowed results roots (the worker's
+        own default location is always allowed): a starter cannot make a worker write anywhere."""
+        if self.results_roots is None:
+            return
+        real = os.path.realpath(path)
+        allowed = (*self.results_roots, *([os.path.realpath(default_location)] if default_location else []))
+        if not any(_inside(real, root) for root in allowed):
+            self._refuse("results location", path, "is outside the allowed results roots (VQA_ALLOWED_RESULTS_ROOTS)")
 
     # -- sources -------------------------------------------------------------------------
 

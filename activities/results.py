@@ -92,6 +92,10 @@ def write_document(uri: str, body: bytes, *, content_type: str = "application/js
     if parsed.scheme not in ("", "file"):
         raise UnreadableSourceError(f"unsupported results location {uri} (a directory or s3://bucket/prefix)")
     path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+    from .policy import current
+
+    default = default_location()
+    current().check_results_path(str(path), default_location=default if "://" not in default else None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside, then renamed over: a reader never sees half a document.

@@ -451,3 +451,35 @@ def test_a_stream_whose_webhook_is_refused_is_analysed_and_nothing_is_posted(  #
     assert attempts and set(attempts) == {1}, "each delivery tried once: a refusal is final"
     assert len(failures) == len(attempts)
     assert all(m.startswith(f"webhook refused: {METADATA}/iam/security-credentials/ is a link-local address") for m in failures)
+
+
+@pytest.mark.integration
+def test_results_go_only_where_the_worker_allows(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A starter's --results cannot make the worker write outside VQA_ALLOWED_RESULTS_ROOTS;
+    inside them, and in the worker's own default location, it can."""
+    allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"
+    monkeypatch.setenv("VQA_ALLOWED_RESULTS_ROOTS", str(allowed))
+    source = str(clips("clean"))
+
+    async def scenario() -> tuple[object, object, object]:
+        async with running_worker(temporal_server, task_queue):
+            def start(*args: str) -> object:
+                return run_starter(temporal_server, task_queue, source, "--wait", "--json", "--window-seconds", "6",
+                                   "--stream-id", f"res-{os.urandom(4).hex()}", *args)
+            refused = await asyncio.to_thread(start, "--results", str(elsewhere))
+            inside = await asyncio.to_thread(start, "--results", str(allowed / "streams"))
+            default = await asyncio.to_thread(start)
+            return refused, inside, default
+
+    refused, inside, default = run_async(scenario())
+    assert refused.returncode == 1, refused.stderr  # type: ignore[attr-defined]
+    report = StreamReport.model_validate(json.loads(refused.stdout))  # type: ignore[attr-defined]
+    assert report.status == "failed"
+    assert "outside the allowed results roots (VQA_ALLOWED_RESULTS_ROOTS)" in (report.error or "")
+    assert not elsewhere.exists(), "nothing was written there"
+    for done in (inside, default):
+        assert done.returncode == 0, done.stderr  # type: ignore[attr-defined]
+        assert StreamReport.model_validate(json.loads(done.stdout)).status == "completed"  # type: ignore[attr-defined]
+    assert any((allowed / "streams").rglob("report.json"))
