@@ -9,7 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class SeaweedFS:
     process: subprocess.Popen[bytes]
     directory: Path
     leftovers: tuple[Path, ...] = ()
+    command: tuple[str, ...] = ()  # the `weed server` command line: a restart reuses its ports and data
 
     def env(self) -> dict[str, str]:
         """What a worker needs to reach this server through the standard AWS settings."""
@@ -71,6 +72,46 @@ class SeaweedFS:
             self.process.wait(timeout=5)
         for path in self.leftovers:
             path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """An outage: SIGKILL, no goodbye to clients. Data and ports stay for `started_again`."""
+        self.process.kill()
+        self.process.wait(timeout=15)
+
+    def started_again(self, *, timeout_s: float = 60.0) -> SeaweedFS:
+        """The same server (ports, data directory, identities) in a new process, once it serves S3 again."""
+        if self.process.poll() is None:
+            raise RuntimeError("SeaweedFS is still running: kill() it first")
+        server = replace(self, process=_launch(self.command, self.directory))
+        _wait_until_ready(server, timeout_s=timeout_s)
+        return server
+
+
+def _launch(command: tuple[str, ...], directory: Path) -> subprocess.Popen[bytes]:
+    with open(directory / "weed.log", "ab") as log:
+        # TMPDIR: its own log files go to the test's directory, not /tmp.
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
+            env=dict(os.environ, TMPDIR=str(directory)),
+        )
+
+
+def _wait_until_ready(server: SeaweedFS, *, timeout_s: float) -> None:
+    port = int(server.endpoint_url.rpartition(":")[2])
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"weed exited with code {server.process.returncode}; see {server.directory / 'weed.log'}")
+        if port_open("127.0.0.1", port):
+            try:
+                _check_writable(server)
+                return
+            except Exception as exc:  # noqa: BLE001 - not ready yet (volume servers still registering)
+                last = exc
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"SeaweedFS S3 did not become ready in {timeout_s:g} s ({last}); see {server.directory / 'weed.log'}")
 
 
 def start_seaweedfs(directory: Path, *, timeout_s: float = 60.0) -> SeaweedFS:
@@ -105,35 +146,20 @@ def start_seaweedfs(directory: Path, *, timeout_s: float = 60.0) -> SeaweedFS:
         "-s3.autoCreateBucket=false",  # a missing bucket stays missing, as on AWS
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=200",
+        # A restarted master waits this long to elect itself (default 10 s, ~16 s in all).
+        "-master.electionTimeout=1s",
     ]
-    log_path = directory / "weed.log"
-    with open(log_path, "ab") as log:
-        # TMPDIR: its own log files go to the test's directory, not /tmp.
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
-            env=dict(os.environ, TMPDIR=str(directory)),
-        )
+    proc = _launch(tuple(args), directory)
     # The gRPC sockets it opens in /tmp whatever TMPDIR says, named by our ports: removed at stop.
     sockets = tuple(
-        Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '.grpc']}.sock") for name in ("master", "volume", "s3")
+        Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '.grpc']}.sock") for name in ("master", "volume", "filer", "s3")
     )
     server = SeaweedFS(
-        endpoint_url=f"http://127.0.0.1:{ports['s3']}", process=proc, directory=directory, leftovers=sockets
+        endpoint_url=f"http://127.0.0.1:{ports['s3']}", process=proc, directory=directory, leftovers=sockets,
+        command=tuple(args),
     )
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"weed exited with code {proc.returncode}; see {log_path}")
-        if port_open("127.0.0.1", ports["s3"]):
-            try:
-                _check_writable(server)
-                return server
-            except Exception as exc:  # noqa: BLE001 - not ready yet (volume servers still registering)
-                last = exc
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"SeaweedFS S3 did not become ready in {timeout_s:g} s ({last}); see {log_path}")
+    _wait_until_ready(server, timeout_s=timeout_s)
+    return server
 
 
 def _check_writable(server: SeaweedFS) -> None:
