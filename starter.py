@@ -480,25 +480,10 @@ async def _status(client: Client, stream_id: str) -> StreamStatus:
         return StreamStatus(
             stream_id=report.stream_id, source=report.source, state=report.status,
             position_s=duration if duration is not None else 0.0, duration_s=duration,
-            windows_done=report.windows, windows_total=report.windows, runs=await _runs(client, description),
+            windows_done=report.windows, windows_total=report.windows, runs=report.runs,
             defects=report.defects, open_defects=[], live=bool(report.media and report.media.live),
         )
     return await handle.query("status", result_type=StreamStatus)
-
-
-async def _runs(client: Client, description: Any) -> int:
-    """Runs of a finished stream's analysis (continue-as-new starts a new one), counted in visibility
-    from its first run's start: an earlier failed analysis under the same id is not counted."""
-    workflow_id = description.id
-    try:
-        first_run = description.raw_description.workflow_execution_info.first_run_id or description.run_id
-        started = (await client.get_workflow_handle(workflow_id, run_id=first_run).describe()).start_time
-        count = await client.count_workflows(
-            f"WorkflowId = '{workflow_id}' AND StartTime >= '{started.isoformat()}'"
-        )
-        return max(1, count.count)
-    except RPCError:
-        return 1  # a server whose visibility cannot count: the latest run is known to exist
 
 
 def format_status(status: StreamStatus) -> str:

@@ -116,6 +116,7 @@ def test_a_two_hour_stream_across_continue_as_new_is_one_analysis(
     # The orchestration: 6 runs of at most 20 windows; the comparison stream in one run.
     assert len(split_runs) == RUNS and split_status.runs == RUNS, split_runs
     assert len(whole_runs) == 1 and whole_status.runs == 1, whole_runs
+    assert split.runs == RUNS and whole.runs == 1, "the report says how many runs it took"
     assert max(split_runs) < whole_runs[0] / 4, (split_runs, whole_runs)
 
     # One analysis: every window, the same defects as in one run, each defect once, as injected.

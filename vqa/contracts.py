@@ -282,6 +282,7 @@ class StreamReport(_Model):
     window_seconds: float
     windows: int
     defects: list[Defect] = Field(default_factory=list)
+    runs: int = Field(default=1, description="workflow runs the analysis took (it continues-as-new on long streams)")
     results_uri: str | None = Field(default=None, description="where this report was written (None: not written)")
     report_html_uri: str | None = Field(
         default=None, description="where its HTML view was written, beside results_uri (None: not written)"

@@ -408,6 +408,7 @@ class StreamMonitorWorkflow:
             window_seconds=self.request.window_seconds,
             windows=p.windows_done if p else 0,
             defects=defects,
+            runs=p.runs if p else 1,
         )
 
 
