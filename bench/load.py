@@ -38,7 +38,7 @@ from typing import Any
 from temporalio.client import Client
 
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
-from vqa.devserver import free_port, start_dev_server
+from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, connect
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
@@ -204,17 +204,9 @@ def run_load(*, streams: int, slots: int, clip_seconds: float, window_seconds: f
                 hwm = memory.hwm_kib()
             peak = max(hwm, memory.max_rss_kib)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_process(worker, timeout_s=30)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     return {
         "streams": streams,
         "max_concurrent_windows": slots,

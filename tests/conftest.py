@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from vqa.devserver import free_port, start_dev_server
+from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, build_worker, connect
 
 from . import media
@@ -66,11 +66,7 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
     try:
         yield TemporalServer(address=f"127.0.0.1:{port}", ui_port=ui_port, process=proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from vqa.devserver import free_port, port_open
+from vqa.devserver import free_port, port_open, stop_process
 
 ACCESS_KEY = "vqa-test"
 SECRET_KEY = "vqa-test-secret"
@@ -64,12 +64,7 @@ class SeaweedFS:
         )
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
         for path in self.leftovers:
             path.unlink(missing_ok=True)
 

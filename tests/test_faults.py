@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
 import os
-import threading
 import signal
 import subprocess
 import time
@@ -21,12 +18,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
-from vqa.devserver import free_port, start_dev_server
+from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, build_worker, connect
 from workflows import StreamMonitorWorkflow
 
 from . import bad_media, media
 from .conftest import REPO, TemporalServer, python_command, run_async
+from .webhook import Receiver, serve_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -86,34 +84,18 @@ async def _window_in_progress(handle: WorkflowHandle, timeout_s: float = 60) -> 
 
 
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, list[str]]]:
-    """A webhook receiver on 127.0.0.1: its URL, and the notification ids it received (duplicates kept)."""
-    received: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))["id"])
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
+def webhook() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1: its URL, and the notifications it received (duplicates kept)."""
+    with serve_webhook() as state:
+        yield state
 
 
 def test_a_worker_killed_mid_window_changes_nothing(
-    temporal_server: TemporalServer, task_queue: str, tmp_path: Path, webhook: tuple[str, list[str]]
+    temporal_server: TemporalServer, task_queue: str, tmp_path: Path, webhook: Receiver
 ) -> None:
     clip = _heavy_clip(tmp_path / "heavy.mp4")
     settings = temporal_server.settings(task_queue)
-    hook, notified = webhook
+    hook = webhook.url
 
     def request(name: str) -> StreamRequest:
         return StreamRequest(
@@ -148,9 +130,9 @@ def test_a_worker_killed_mid_window_changes_nothing(
     assert sum(1 for attempt, _ in attempts if attempt > 1) == 1, attempts
     # Notifications: each event opened and closed once, as for the clean run.
     def of(stream_id: str) -> list[str]:
-        return sorted(n.removeprefix(stream_id + "/") for n in notified if n.startswith(stream_id + "/"))
+        return sorted(n.removeprefix(stream_id + "/") for n in webhook.ids() if n.startswith(stream_id + "/"))
 
-    assert of(report.stream_id) == of(clean.stream_id) and len(of(report.stream_id)) == 4, notified
+    assert of(report.stream_id) == of(clean.stream_id) and len(of(report.stream_id)) == 4, webhook.ids()
 
 
 def test_streams_survive_a_temporal_server_restart(tmp_path: Path, clips: media.ClipFactory) -> None:
@@ -193,11 +175,7 @@ def test_streams_survive_a_temporal_server_restart(tmp_path: Path, clips: media.
     try:
         reports, done_before = run_async(scenario())
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     assert max(done_before) < 40, "the server went away while the streams ran"
     for report in reports:
         assert report.status == "completed" and report.windows == 40

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
 import os
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,60 +29,19 @@ from workflows import StreamMonitorWorkflow
 
 from . import media
 from .conftest import TemporalServer, run_async, running_worker
+from .webhook import Receiver, serve_webhook
 
 SECRET = "test-secret"
 
 
-@dataclass
-class Receiver:
-    """A webhook receiver that records every POST; answers 503 to the first `fail_first`."""
-
-    url: str = ""
-    fail_first: int = 0
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    refused: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def delivered(self) -> dict[str, list[dict[str, Any]]]:
-        """The documents accepted, by notification id (a list: duplicates may arrive)."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for headers, body in self.requests:
-            doc = json.loads(body)
-            out.setdefault(doc["id"], []).append(doc)
-        return out
-
-
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with state.lock:
-                if state.refused < state.fail_first:
-                    state.refused += 1
-                    self.send_error(503, "down")
-                    return
-                state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    # The worker runs in this process: its environment is this one.
-    monkeypatch.setenv("VQA_WEBHOOK_SECRET", SECRET)
-    monkeypatch.delenv("VQA_SNS_TOPIC_ARN", raising=False)
-    monkeypatch.delenv("VQA_NOTIFY_URL", raising=False)
-    try:
+    with serve_webhook() as state:
+        # The worker runs in this process: its environment is this one.
+        monkeypatch.setenv("VQA_WEBHOOK_SECRET", SECRET)
+        monkeypatch.delenv("VQA_SNS_TOPIC_ARN", raising=False)
+        monkeypatch.delenv("VQA_NOTIFY_URL", raising=False)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _request(name: str, path: Path | str, **kw: Any) -> StreamRequest:

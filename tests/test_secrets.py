@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from workflows import StreamMonitorWorkflow
 from . import media
 from .conftest import TemporalServer, run_async, run_starter, running_worker, worker_subprocess
 from .seaweedfs import SECRET_KEY, SeaweedFS
+from .webhook import serve_webhook
 
 WEBHOOK_SECRET = "whsec-" + uuid.uuid4().hex
 
@@ -66,27 +65,10 @@ def _without_search_attributes(history: History) -> bytes:
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     """A webhook on 127.0.0.1 that records each POST; the in-process worker signs with WEBHOOK_SECRET."""
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("VQA_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    monkeypatch.delenv("VQA_SNS_TOPIC_ARN", raising=False)
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_webhook() as state:
+        monkeypatch.setenv("VQA_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        monkeypatch.delenv("VQA_SNS_TOPIC_ARN", raising=False)
+        yield state.url, state.requests
 
 
 @pytest.mark.integration

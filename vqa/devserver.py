@@ -86,3 +86,13 @@ def start_dev_server(
         time.sleep(0.2)
     proc.kill()
     raise DevServerError(f"temporal dev server did not open port {port} within {timeout_s:.0f}s; see {log_path}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout_s: float = 15.0) -> None:
+    """Ask a server (or worker) process to stop with SIGTERM; kill it if it has not within `timeout_s`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
