@@ -8,6 +8,7 @@ unreachable source is retried by the activity's retry policy.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from temporalio import activity
@@ -77,8 +78,17 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
     audio_detectors = [d for d in active.values() if d.track in ("audio", "av")]
 
+    # A heartbeat that reaches the server is a billable action. A window over a file is done in
+    # about a second, long before its heartbeat timeout: it need not heartbeat at all. Windows
+    # that take longer (a live window waiting for media, a slow source) start heartbeating after
+    # a quarter of the timeout; the SDK then sends at most one per 0.8 timeout.
+    started = time.monotonic()
+    quiet_s = _quiet_period_s()
+
     def heartbeat(position_s: float) -> None:
         if activity.in_activity():
+            if time.monotonic() - started < quiet_s:
+                return
             activity.heartbeat(round(position_s, 3))
             if activity.is_cancelled():  # e.g. a live stream stopped while its window waited
                 raise CancelledError("window cancelled")
@@ -132,6 +142,14 @@ def analyze_window(request: WindowRequest) -> WindowResult:
     store_window(request, result)  # the window's one write to the results location
     _record_metrics(request, result)
     return result
+
+
+def _quiet_period_s() -> float:
+    """How long a window runs before its first heartbeat: a quarter of its heartbeat timeout."""
+    if not activity.in_activity():
+        return 0.0
+    timeout = activity.info().heartbeat_timeout
+    return timeout.total_seconds() / 4 if timeout else 0.0
 
 
 def _record_metrics(request: WindowRequest, result: WindowResult) -> None:

