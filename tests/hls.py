@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import re
@@ -11,6 +12,11 @@ import time
 from pathlib import Path
 
 import imageio_ffmpeg
+
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from workflows import StreamMonitorWorkflow
+
+from .conftest import TemporalServer, run_async, running_worker
 
 
 def segment(clip: Path, directory: Path, *, segment_s: float = 1.0) -> list[tuple[str, float]]:
@@ -97,3 +103,29 @@ class StaticServer:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
         pass
+
+
+def analyse_live(
+    server: TemporalServer, task_queue: str, request: StreamRequest, live: LivePlaylist
+) -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
+    """Run the stream on a worker while `live` publishes; returns the report and, about every
+    0.25 s, the live edge then and the stream's status."""
+
+    async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
+        async with running_worker(server, task_queue) as client:
+            handle = await client.start_workflow(
+                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+                result_type=StreamReport,
+            )
+            live.start()
+            seen: list[tuple[float, StreamStatus]] = []
+            result = asyncio.ensure_future(handle.result())
+            while not result.done():
+                try:
+                    seen.append((live.edge_s(), await handle.query(StreamMonitorWorkflow.status)))
+                except Exception:  # noqa: BLE001 - the query may race the workflow's start
+                    pass
+                await asyncio.sleep(0.25)
+            return await result, seen
+
+    return run_async(scenario())

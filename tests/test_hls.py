@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from activities.media import probe
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
@@ -77,25 +77,8 @@ def test_live_playlist_is_analysed_as_it_grows(
     live = hls.LivePlaylist(directory, segments, initial=2)
     window_s = 2.0
     try:
-        async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
-            async with running_worker(temporal_server, task_queue) as client:
-                request = StreamRequest(stream_id=f"live-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8", window_seconds=window_s)
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
-                live.start()
-                seen: list[tuple[float, StreamStatus]] = []
-                result = asyncio.ensure_future(handle.result())
-                while not result.done():
-                    try:
-                        seen.append((live.edge_s(), await handle.query(StreamMonitorWorkflow.status)))
-                    except Exception:  # noqa: BLE001 - the query may race the workflow's start
-                        pass
-                    await asyncio.sleep(0.25)
-                return await result, seen
-
-        report, seen = run_async(scenario())
+        request = StreamRequest(stream_id=f"live-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8", window_seconds=window_s)
+        report, seen = hls.analyse_live(temporal_server, task_queue, request, live)
     finally:
         live.stop()
         server.close()

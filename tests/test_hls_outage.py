@@ -7,7 +7,6 @@ segment (#EXT-X-PROGRAM-DATE-TIME): the gap is on the stream's timeline.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import threading
@@ -20,12 +19,11 @@ import pytest
 
 import activities.media
 from activities.hls import load_playlist
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamRequest
 from vqa.synth import ClipSpec, Segment, make_clip
-from workflows import StreamMonitorWorkflow
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer
 
 OUTAGE_AFTER = 6  # segments (1 s each) delivered before the outage
 OUTAGE_S = 4.0
@@ -112,26 +110,9 @@ def test_a_live_outage_is_signal_loss_and_analysis_recovers(
     server = hls.StaticServer(tmp_path)
     window_s = 2.0
     try:
-        async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
-            async with running_worker(temporal_server, task_queue) as client:
-                request = StreamRequest(stream_id=f"outage-{os.urandom(3).hex()}", source=f"{server.url}/outage.m3u8",
-                                        window_seconds=window_s)
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
-                live.start()
-                seen: list[tuple[float, StreamStatus]] = []
-                result = asyncio.ensure_future(handle.result())
-                while not result.done():
-                    try:
-                        seen.append((live.edge_s(), await handle.query(StreamMonitorWorkflow.status)))
-                    except Exception:  # noqa: BLE001 - the query may race the workflow's start
-                        pass
-                    await asyncio.sleep(0.25)
-                return await result, seen
-
-        report, seen = run_async(scenario())
+        request = StreamRequest(stream_id=f"outage-{os.urandom(3).hex()}", source=f"{server.url}/outage.m3u8",
+                                window_seconds=window_s)
+        report, seen = hls.analyse_live(temporal_server, task_queue, request, live)
     finally:
         live.stop()
         server.close()
