@@ -27,23 +27,39 @@ def analyse_file(
 ) -> list[Defect]:
     source = str(path)
     media = media or probe(source)
-    total = max(1, math.ceil(media.duration_s / window_s - 1e-9))
     progress = StreamProgress(media=media)
-    for index in range(total):
+    for window in window_requests(source, media, window_s, detectors=detectors, options=options):
         result = analyze_window(
-            WindowRequest(
-                stream_id="offline",
-                source=source,
-                index=index,
-                start_s=round(index * window_s, 6),
-                end_s=round(min((index + 1) * window_s, media.duration_s), 6),
-                is_last=index == total - 1,
-                media=media,
-                detectors=detectors or [],
-                options=options or {},
-                states=progress.states,
-                open_event_ids=[e.id for e in progress.open_events],
-            )
+            window.model_copy(update={"states": progress.states, "open_event_ids": [e.id for e in progress.open_events]})
         )
         apply_window(progress, result)
     return report_defects(progress, position_s=media.duration_s)
+
+
+def window_requests(
+    source: str,
+    media: MediaInfo,
+    window_s: float,
+    *,
+    stream_id: str = "offline",
+    detectors: list[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    results: str | None = None,
+) -> list[WindowRequest]:
+    """The windows of a file, as the workflow cuts them, with no carried state yet."""
+    total = max(1, math.ceil(media.duration_s / window_s - 1e-9))
+    return [
+        WindowRequest(
+            stream_id=stream_id,
+            source=source,
+            index=index,
+            start_s=round(index * window_s, 6),
+            end_s=round(min((index + 1) * window_s, media.duration_s), 6),
+            is_last=index == total - 1,
+            media=media,
+            detectors=detectors or [],
+            options=options or {},
+            results=results,
+        )
+        for index in range(total)
+    ]

@@ -35,15 +35,20 @@ def segment(clip: Path, directory: Path, *, segment_s: float = 1.0) -> list[tupl
     return [(name, float(d)) for d, name in re.findall(r"#EXTINF:([\d.]+),\s*\n(\S+)", text)]
 
 
-def write_playlist(path: Path, segments: list[tuple[str, float]], *, ended: bool) -> None:
+def playlist_text(segments: list[tuple[str, float]], *, ended: bool) -> str:
+    """A media playlist of (name, duration) segments; `ended`: with #EXT-X-ENDLIST."""
     target = max((d for _, d in segments), default=1.0)
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(target + 0.999)}", "#EXT-X-MEDIA-SEQUENCE:0"]
     for name, duration in segments:
         lines += [f"#EXTINF:{duration:.6f},", name]
     if ended:
         lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def write_playlist(path: Path, segments: list[tuple[str, float]], *, ended: bool) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text(playlist_text(segments, ended=ended))
     tmp.replace(path)
 
 

@@ -29,16 +29,6 @@ def _bucket(seaweedfs: SeaweedFS) -> str:
     return name
 
 
-def _playlist_text(segments: list[tuple[str, float]], *, ended: bool) -> str:
-    target = max((d for _, d in segments), default=1.0)
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(target + 0.999)}", "#EXT-X-MEDIA-SEQUENCE:0"]
-    for name, duration in segments:
-        lines += [f"#EXTINF:{duration:.6f},", name]
-    if ended:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
-
-
 def _start(temporal_server: TemporalServer, task_queue: str, request: StreamRequest, on_started=None):  # type: ignore[no-untyped-def]
     """Runs one stream through Temporal; returns its report and the status answers seen while it ran."""
 
@@ -92,7 +82,7 @@ class _S3LivePlaylist:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _put(self, *, ended: bool) -> None:
-        body = _playlist_text(self.segments[: self.published], ended=ended).encode()
+        body = hls.playlist_text(self.segments[: self.published], ended=ended).encode()
         self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ContentType="application/vnd.apple.mpegurl")
 
     def start(self):  # type: ignore[no-untyped-def]

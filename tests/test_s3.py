@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import uuid
@@ -19,10 +18,10 @@ from temporalio.testing import ActivityEnvironment
 from activities import s3 as s3_module
 from activities.errors import SourceUnavailableError, UnreadableSourceError
 from activities.media import probe
-from activities.offline import analyse_file
+from activities.offline import analyse_file, window_requests
 from activities.results import write_report
 from activities.window import analyze_window
-from vqa.contracts import MediaInfo, StreamReport, StreamRequest, WindowRequest, WindowResult, WriteReportRequest, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, WindowResult, WriteReportRequest, workflow_id_for
 from vqa.devserver import free_port
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
@@ -102,24 +101,6 @@ class _S3Calls:
         return [n for op, n in self.received if op == operation]
 
 
-def _windows(source: str, info: MediaInfo, window_s: float, *, stream_id: str = "s3-test", results: str | None = None) -> list[WindowRequest]:  # noqa: E501
-    total = max(1, math.ceil(info.duration_s / window_s - 1e-9))
-    return [
-        WindowRequest(
-            stream_id=stream_id,
-            source=source,
-            index=i,
-            start_s=round(i * window_s, 6),
-            end_s=round(min((i + 1) * window_s, info.duration_s), 6),
-            is_last=i == total - 1,
-            media=info,
-            detectors=[],
-            results=results,
-        )
-        for i in range(total)
-    ]
-
-
 def test_decoding_a_window_makes_a_few_ranged_gets(s3_env: SeaweedFS, big_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = _bucket(s3_env, "media")
     s3_env.client().upload_file(str(big_clip), bucket, "in/big.mp4")
@@ -142,7 +123,7 @@ def test_decoding_a_window_makes_a_few_ranged_gets(s3_env: SeaweedFS, big_clip: 
         assert len(calls.of("GetObject")) <= 2, calls.sent
         per_window: list[tuple[int, int, int]] = []
         state: dict[str, dict[str, Any]] = {}
-        for request in _windows(source, info, 10.0):
+        for request in window_requests(source, info, 10.0, stream_id="s3-test"):
             calls.clear()
             reads["n"] = 0
             result = analyze_window(request.model_copy(update={"states": state}))
@@ -275,7 +256,7 @@ def test_a_retried_window_overwrites_its_s3_result(s3_env: SeaweedFS, clips: med
     bucket = _bucket(s3_env, "results")
     location = f"s3://{bucket}/runs"
     info = probe(str(path))
-    requests = _windows(str(path), info, 4.0, stream_id="retried", results=location)
+    requests = window_requests(str(path), info, 4.0, stream_id="retried", results=location)
     with _S3Calls() as calls:
         results = [analyze_window(r) for r in requests]
         assert len(calls.of("PutObject")) == len(requests) == 3
@@ -306,7 +287,7 @@ def test_a_retried_window_overwrites_its_local_result(tmp_path: Path, clips: med
     info = probe(str(path))
     # No location in the request: inside an activity, the worker's default (VQA_RESULTS) is used.
     monkeypatch.setenv("VQA_RESULTS", str(tmp_path / "default"))
-    requests = _windows(str(path), info, 4.0, stream_id="local-retry")
+    requests = window_requests(str(path), info, 4.0, stream_id="local-retry")
     env = ActivityEnvironment()
     first = [env.run(analyze_window, r) for r in requests]
     again = env.run(analyze_window, requests[2])
