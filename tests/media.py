@@ -73,6 +73,9 @@ GAPS_TRUTH = [
     Expected("signal_loss", 11.0, 14.0),
 ]
 
+# A person sitting still before a camera: the scene holds but for a small sway, under sensor noise.
+SITTING = ClipSpec(duration_s=12.0, video=[Segment("sitting", 1.0, 11.0)], keyframe_interval_s=1.0)
+
 SPECS = {
     "main": MAIN,
     "boundary": BOUNDARY,
@@ -80,6 +83,7 @@ SPECS = {
     "audio_only": AUDIO_ONLY,
     "video_only": VIDEO_ONLY,
     "gaps": GAPS,
+    "sitting": SITTING,
 }
 
 

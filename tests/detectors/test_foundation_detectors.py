@@ -206,3 +206,19 @@ def test_options_are_validated_with_units_in_their_names() -> None:
         parse_options({"freeze": {"noise_db": 5}})
     with pytest.raises(ValueError, match="unknown detector"):
         parse_options({"sparkle": {}})
+
+
+def test_default_options_are_the_contract_rules() -> None:
+    """CONTRACT.md, Defect kinds: the default rule of black, freeze and silence."""
+    from detectors.black import BlackOptions
+    from detectors.freeze import FreezeOptions
+    from detectors.silence import SilenceOptions
+
+    black, freeze, silence = BlackOptions(), FreezeOptions(), SilenceOptions()
+    # black: >= 98% of pixels at or below 10% luma for >= 2.0 s
+    assert (black.picture_ratio, black.pixel_threshold, black.min_duration_s) == (0.98, 0.10, 2.0)
+    # freeze: unchanged for >= 2.0 s; a black stretch is black, not also freeze (judged by black's own rule)
+    assert freeze.min_duration_s == 2.0 and freeze.ignore_black is True
+    assert (freeze.black_picture_ratio, freeze.black_pixel_threshold) == (black.picture_ratio, black.pixel_threshold)
+    # silence: every channel below -60 dBFS for >= 2.0 s
+    assert (silence.noise_db, silence.min_duration_s) == (-60.0, 2.0)
