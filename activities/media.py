@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import math
 import os
+import socket
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -43,6 +45,15 @@ _PICTURE_I = av.video.frame.PictureType.I  # intra-coded, keyframe or not
 
 
 from . import hls, policy  # noqa: E402
+
+
+def _ca_file() -> str | None:
+    """The CA bundle TLS connections are verified against (SSL_CERT_FILE, else the system's)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (os.environ.get("SSL_CERT_FILE"), paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 class DecoderThreads:
@@ -111,6 +122,13 @@ def _open(source: str) -> av.container.InputContainer:
             "protocol_whitelist": "http,https,tcp,tls",
             "max_redirects": "0",  # each redirect is checked by the policy first (_open_http)
         }
+        if scheme == "https":
+            # FFmpeg accepts any certificate unless told to verify: check it against the CAs
+            # Python trusts (SSL_CERT_FILE, else the system bundle), as HLS playlists are.
+            options["tls_verify"] = "1"
+            ca_file = _ca_file()
+            if ca_file:
+                options["ca_file"] = ca_file
     elif scheme == "s3":
         from .s3 import open_object  # boto3 is loaded where S3 is read
 
@@ -146,9 +164,30 @@ def _open(source: str) -> av.container.InputContainer:
             f"source did not answer within {NETWORK_TIMEOUT_US / 1e6:g}s: {target}"
         ) from exc
     except av.error.FFmpegError as exc:
+        untrusted = _untrusted_certificate(source) if scheme == "https" else None
+        if untrusted:
+            raise UnreadableSourceError(f"cannot open {target}: {untrusted}") from exc
         raise UnreadableSourceError(f"cannot open {target}: {exc.strerror}") from exc
     except OSError as exc:
         raise SourceUnavailableError(f"cannot read {target}: {exc}") from exc
+
+
+def _untrusted_certificate(source: str) -> str | None:
+    """Why an https server's certificate fails verification, if it does (FFmpeg only says
+    "Input/output error"); None when it verifies or the check itself cannot connect."""
+    parsed = urlparse(source)
+    host, port = parsed.hostname or "", parsed.port or 443
+    context = ssl.create_default_context(cafile=_ca_file())
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw:
+            # The address connected to passes the policy, as FFmpeg's did, before any byte is sent.
+            policy.current().check_address(raw.getpeername()[0].split("%")[0], url=source, what="source")
+            with context.wrap_socket(raw, server_hostname=host):
+                return None
+    except ssl.SSLCertVerificationError as exc:
+        return f"the server's TLS certificate is not trusted ({exc.verify_message}; a private CA goes in SSL_CERT_FILE)"
+    except (OSError, policy.SourceRefusedError):
+        return None
 
 
 def _open_http(source: str, options: dict[str, str]) -> av.container.InputContainer:

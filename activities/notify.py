@@ -119,6 +119,11 @@ def _publish(topic_arn: str, message: dict[str, Any]) -> None:
         raise ApplicationError(f"SNS publish to {topic_arn} failed: {exc}", type=UNDELIVERED) from exc
 
 
+def has_notify_targets() -> bool:
+    """Whether this worker delivers notifications of its own (a default webhook or an SNS topic)."""
+    return bool(os.environ.get("VQA_NOTIFY_URL", "").strip() or os.environ.get("VQA_SNS_TOPIC_ARN", "").strip())
+
+
 @activity.defn
 def notify_defects(request: NotifyRequest) -> int:
     """Deliver each event to the webhook and the SNS topic; returns how many were delivered.

@@ -20,7 +20,7 @@ from vqa.contracts import ANALYZE_WINDOW, MediaInfo, ProbeRequest, WindowMetrics
 
 from .evidence import EvidenceRecorder, attach_evidence
 from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
-from .notify import notify_defects
+from .notify import has_notify_targets, notify_defects
 from .policy import SourceRefusedError
 from .results import resolve as results_location
 from .results import store_window, write_report
@@ -128,6 +128,7 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         end_s=span.end_s,
         is_last=span.is_last,
         live_edge_s=report.live_edge_s,
+        notify_targets=has_notify_targets(),
     )
     result.metrics = WindowMetrics(video_frames=report.video_frames, audio_samples=report.audio_samples)
     for name, detector in active.items():
@@ -172,7 +173,7 @@ def _record_metrics(request: WindowRequest, result: WindowResult) -> None:
     for event in result.events:
         if event.phase == "closed":
             defects.add(1, {"kind": event.defect.kind, "track": event.defect.track})
-    if result.live_edge_s is not None:
+    if result.live_edge_s is not None and request.media.live:  # a VOD playlist's "edge" is its end
         meter.create_gauge_float("vqa_live_lag_seconds", "how far analysis is behind a live stream's edge", "s").set(
             max(0.0, result.live_edge_s - result.end_s), {"stream_id": request.stream_id}
         )

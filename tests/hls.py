@@ -1,22 +1,31 @@
-"""HLS fixtures: a clip cut into MPEG-TS segments, served over HTTP on 127.0.0.1, VOD or growing live."""
+"""HLS fixtures: a clip cut into MPEG-TS segments, served over HTTP(S) on 127.0.0.1, VOD or growing live."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import http.server
+import io
 import re
+import ssl
 import subprocess
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
+import temporalio.client
+from temporalio.client import Client
+from temporalio.worker import ActivityInboundInterceptor, ActivityOutboundInterceptor, Interceptor
 
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.runtime import build_worker, connect
 from workflows import StreamMonitorWorkflow
 
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, run_async
 
 
 def segment(clip: Path, directory: Path, *, segment_s: float = 1.0) -> list[tuple[str, float]]:
@@ -53,17 +62,22 @@ def write_playlist(path: Path, segments: list[tuple[str, float]], *, ended: bool
 
 
 class LivePlaylist:
-    """Publishes one more segment every `pace_s` seconds (real time by default), then #EXT-X-ENDLIST."""
+    """Publishes one more segment every `pace_s` seconds (real time by default), then #EXT-X-ENDLIST.
+
+    `hold_after`: once that many segments are out, it stops growing until `resume()`.
+    """
 
     def __init__(self, directory: Path, segments: list[tuple[str, float]], *, initial: int = 2, pace_s: float | None = None,
-                 end: bool = True) -> None:
+                 end: bool = True, hold_after: int | None = None) -> None:
         self.path = directory / "live.m3u8"
         self.segments = segments
         self.published = initial
         self.pace_s = pace_s
         self.end = end
+        self.hold_after = hold_after
         self.published_at: list[float] = []
         self._stop = threading.Event()
+        self._resumed = threading.Event()
         write_playlist(self.path, segments[:initial], ended=False)
         self.published_at = [time.monotonic()] * initial
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -75,8 +89,15 @@ class LivePlaylist:
     def edge_s(self) -> float:
         return sum(d for _, d in self.segments[: self.published])
 
+    def resume(self) -> None:
+        self._resumed.set()
+
     def _run(self) -> None:
         while self.published < len(self.segments) and not self._stop.is_set():
+            if self.published == self.hold_after:
+                while not self._resumed.wait(0.05):
+                    if self._stop.is_set():
+                        return
             pace = self.pace_s if self.pace_s is not None else self.segments[self.published][1]
             if self._stop.wait(pace):
                 return
@@ -88,16 +109,28 @@ class LivePlaylist:
 
     def stop(self) -> None:
         self._stop.set()
-        self.thread.join(timeout=5)
+        if self.thread.ident is not None:  # started
+            self.thread.join(timeout=5)
 
 
 class StaticServer:
-    """Serves a directory over HTTP on 127.0.0.1 (a free port)."""
+    """Serves a directory over HTTP on 127.0.0.1 (a free port), honouring `Range: bytes=` as media
+    servers and CDNs do; over HTTPS with `tls=(certificate, key)`. `ranges` lists the Range
+    header of every file request (None: the whole file). `segment_delay_s`: a slow origin,
+    each `.ts` segment is answered that much later."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: tuple[Path, Path] | None = None, segment_delay_s: float = 0.0) -> None:
         handler = functools.partial(_QuietHandler, directory=str(directory))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.ranges: list[str | None] = []
+        self.httpd.ranges = self.ranges  # type: ignore[attr-defined]
+        self.httpd.segment_delay_s = segment_delay_s  # type: ignore[attr-defined]
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -106,18 +139,76 @@ class StaticServer:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def send_head(self) -> io.BytesIO | None:  # type: ignore[override]
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            return super().send_head()  # 404, directory listings: as usual
+        if path.suffix == ".ts":
+            time.sleep(self.server.segment_delay_s)  # type: ignore[attr-defined]
+        data = path.read_bytes()  # a whole file at once: the live playlist is replaced atomically
+        asked = self.headers.get("Range")
+        self.server.ranges.append(asked)  # type: ignore[attr-defined]
+        start, end = 0, len(data) - 1
+        ranged = re.fullmatch(r"bytes=(\d*)-(\d*)", (asked or "").strip())
+        if ranged and (ranged[1] or ranged[2]):
+            if ranged[1]:
+                start, end = int(ranged[1]), min(int(ranged[2]), end) if ranged[2] else end
+            else:
+                start = max(0, len(data) - int(ranged[2]))  # the last N bytes
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        return io.BytesIO(data[start : end + 1])
+
     def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
         pass
 
 
+class HeartbeatCounter(temporalio.client.Interceptor, Interceptor):
+    """Counts the heartbeats activities ask to send, by activity type: an upper bound on those
+    the SDK sends (it throttles them), each a billable action."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        counter = self
+
+        class Inbound(ActivityInboundInterceptor):
+            def init(self, outbound: ActivityOutboundInterceptor) -> None:
+                class Outbound(ActivityOutboundInterceptor):
+                    def heartbeat(self, *details: Any) -> None:
+                        counter.calls[self.info().activity_type] += 1
+                        super().heartbeat(*details)
+
+                super().init(Outbound(outbound))
+
+        return Inbound(next)
+
+
 def analyse_live(
-    server: TemporalServer, task_queue: str, request: StreamRequest, live: LivePlaylist
+    server: TemporalServer, task_queue: str, request: StreamRequest, live: LivePlaylist, *,
+    on_status: Callable[[StreamStatus], None] | None = None, interceptors: list[Interceptor] | None = None,
 ) -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
     """Run the stream on a worker while `live` publishes; returns the report and, about every
-    0.25 s, the live edge then and the stream's status."""
+    0.25 s, the live edge then and the stream's status (each also handed to `on_status`)."""
 
     async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
-        async with running_worker(server, task_queue) as client:
+        client = await connect(server.settings(task_queue))
+        if interceptors:  # the worker uses the client's worker interceptors
+            client = Client(**{**client.config(), "interceptors": interceptors})
+        async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
             handle = await client.start_workflow(
                 StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
                 result_type=StreamReport,
@@ -130,6 +221,9 @@ def analyse_live(
                     seen.append((live.edge_s(), await handle.query(StreamMonitorWorkflow.status)))
                 except Exception:  # noqa: BLE001 - the query may race the workflow's start
                     pass
+                else:
+                    if on_status is not None:
+                        on_status(seen[-1][1])
                 await asyncio.sleep(0.25)
             return await result, seen
 

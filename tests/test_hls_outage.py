@@ -3,10 +3,13 @@
 As a real encoder does after an outage, the segments that come after it resume
 with a timestamp jump as long as the outage, and the packager dates every
 segment (#EXT-X-PROGRAM-DATE-TIME): the gap is on the stream's timeline.
+An undated playlist that stops growing is a loss too, from where its media
+stopped; it closes when segments come again, or where the stream is stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -19,11 +22,12 @@ import pytest
 
 import activities.media
 from activities.hls import load_playlist
-from vqa.contracts import StreamRequest
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
 from vqa.synth import ClipSpec, Segment, make_clip
+from workflows import StreamMonitorWorkflow
 
 from . import hls, media
-from .conftest import TemporalServer
+from .conftest import TemporalServer, run_async, running_worker
 
 OUTAGE_AFTER = 6  # segments (1 s each) delivered before the outage
 OUTAGE_S = 4.0
@@ -125,3 +129,88 @@ def test_a_live_outage_is_signal_loss_and_analysis_recovers(
     # The loss was announced while the stream was still out, before any media came back.
     first = next((edge for edge, s in seen if any(d.kind == "signal_loss" for d in s.defects + s.open_defects)), None)
     assert first is not None and first <= OUTAGE_AFTER + 1e-6, first
+
+
+@pytest.fixture(scope="module")
+def undated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, float]]]:
+    """CLIP in 1 s segments, for an undated live playlist (tests.hls.LivePlaylist)."""
+    directory = tmp_path_factory.mktemp("undated")
+    return directory, hls.segment(make_clip(directory / "clip.mp4", CLIP), directory, segment_s=1.0)
+
+
+def _lost_tracks(status: StreamStatus) -> set[str]:
+    return {d.track for d in status.open_defects if d.kind == "signal_loss"}
+
+
+def test_an_undated_playlist_that_stops_growing_is_signal_loss_until_segments_resume(
+    temporal_server: TemporalServer, task_queue: str, undated: tuple[Path, list[tuple[str, float]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(activities.media, "LIVE_STALL_S", 3.0)
+    directory, segments = undated
+    server = hls.StaticServer(directory)
+    # Holds at 6 s until the loss shows in the status, then goes on in real time (a segment a
+    # second, well within the stall time): the window after the stalled one gets its media.
+    live = hls.LivePlaylist(directory, segments, initial=2, hold_after=OUTAGE_AFTER)
+    edge_when_lost: list[float] = []
+
+    def resume_once_lost(status: StreamStatus) -> None:
+        if _lost_tracks(status) == {"video", "audio"}:
+            edge_when_lost.append(live.edge_s())
+            live.resume()
+
+    window_s = 2.0
+    try:
+        request = StreamRequest(stream_id=f"stall-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8",
+                                window_seconds=window_s)
+        report, _ = hls.analyse_live(temporal_server, task_queue, request, live, on_status=resume_once_lost)
+    finally:
+        live.stop()
+        server.close()
+    assert edge_when_lost and edge_when_lost[0] == OUTAGE_AFTER * 1.0, "the loss opened while the playlist stood still"
+    assert report.status == "completed", report.error
+    assert report.media is not None and report.media.duration_s == pytest.approx(12.0, abs=0.2)
+    # The stalled window (6-8 s) was analysed with what there was; the media that came late for it
+    # is not analysed (undated: it cannot be placed after the gap), the next window's is.
+    loss = media.Expected("signal_loss", 6.0, 8.0)
+    for track in ("video", "audio"):
+        assert media.match([d for d in report.defects if d.track == track],
+                           [loss] + [media.Expected("black", 8.0, 10.5)] * (track == "video"), tolerance_s=0.3) == [], report.defects
+
+
+def test_an_undated_playlist_that_never_resumes_is_signal_loss_until_stopped(
+    temporal_server: TemporalServer, task_queue: str, undated: tuple[Path, list[tuple[str, float]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(activities.media, "LIVE_STALL_S", 1.0)
+    directory, segments = undated
+    server = hls.StaticServer(directory)
+    live = hls.LivePlaylist(directory, segments, initial=OUTAGE_AFTER, pace_s=3600, end=False)  # never grows, never ends
+    window_s = 2.0
+    request = StreamRequest(stream_id=f"stall-stop-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8",
+                            window_seconds=window_s)
+    try:
+        async def scenario() -> StreamReport:
+            async with running_worker(temporal_server, task_queue) as client:
+                handle = await client.start_workflow(
+                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+                    result_type=StreamReport,
+                )
+                live.start()
+                while _lost_tracks(await handle.query(StreamMonitorWorkflow.status)) != {"video", "audio"}:
+                    await asyncio.sleep(0.2)
+                await handle.signal(StreamMonitorWorkflow.stop)
+                return await handle.result()
+
+        report = run_async(scenario())
+    finally:
+        live.stop()
+        server.close()
+    assert report.status == "stopped", report.error
+    stopped_at = report.windows * window_s
+    assert report.windows > OUTAGE_AFTER / window_s and report.media is not None
+    assert report.media.duration_s == pytest.approx(stopped_at)
+    # Closed by the report where the analysis stopped, one per track.
+    assert sorted((d.kind, d.track) for d in report.defects) == [("signal_loss", "audio"), ("signal_loss", "video")]
+    for d in report.defects:
+        assert d.start_s == pytest.approx(OUTAGE_AFTER * 1.0, abs=0.1) and d.end_s == pytest.approx(stopped_at), d

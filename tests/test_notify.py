@@ -79,17 +79,20 @@ def _expected_ids(report: StreamReport) -> set[str]:
     }
 
 
-def _check_delivered(receiver: Receiver, report: StreamReport) -> None:
+def _check_delivered(receiver: Receiver, report: StreamReport) -> int:
+    """Every event arrived, signed, under its stable id; returns how many repeats arrived
+    (delivery is at-least-once: a retried delivery may repeat an event, byte for byte)."""
     delivered = receiver.delivered()
     assert set(delivered) == _expected_ids(report), "every event arrives, under its stable id, and nothing else"
     for headers, body in receiver.requests:
         assert hmac.compare_digest(headers["x-vqa-signature"], "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest())
         assert headers["x-vqa-event-id"] == json.loads(body)["id"]
         assert int(headers["x-vqa-timestamp"]) > 0
-    for copies in delivered.values():
-        assert all(c == copies[0] for c in copies), "a duplicate is the same document"
+    for copies in receiver.bodies().values():
+        assert all(c == copies[0] for c in copies), "a repeat is the same document, byte for byte"
     closed = sorted((docs[0]["defect"] for docs in delivered.values() if docs[0]["phase"] == "closed"), key=lambda d: (d["start_s"], d["kind"]))
     assert closed == [d.model_dump(mode="json") for d in report.defects], "the closed events are the report's defects"
+    return len(receiver.requests) - len(delivered)
 
 
 pytestmark = pytest.mark.integration
@@ -104,8 +107,82 @@ def test_defects_are_notified_signed_with_stable_ids(temporal_server: TemporalSe
 
     report = run_async(scenario())
     assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
-    _check_delivered(receiver, report)
+    assert _check_delivered(receiver, report) == 0, "nothing failed: each event arrives exactly once"
     assert len(receiver.delivered()) == 2 * len(media.MAIN_TRUTH)
+
+
+@pytest.mark.parametrize("target", ["worker-webhook", "none"])
+def test_the_workers_own_target_is_used_and_no_target_costs_nothing(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    target: str,
+) -> None:
+    """A stream without --notify: the worker's VQA_NOTIFY_URL receives every event; a worker with no
+    target at all schedules no notify_defects activity (each would be a billable action for nothing)."""
+    if target == "worker-webhook":
+        monkeypatch.setenv("VQA_NOTIFY_URL", receiver.url)  # the worker runs in this process
+    request = _request(f"notify-{target}", clips("main"))
+    assert request.notify_url is None
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, request)
+            return await handle.result(), await _activity_events(handle)
+
+    report, events = run_async(scenario())
+    assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
+    notifies = sum(1 for e in events if e[:2] == ("scheduled", "notify_defects"))
+    if target == "worker-webhook":
+        assert _check_delivered(receiver, report) == 0
+        assert notifies > 0
+    else:
+        assert receiver.requests == [] and notifies == 0
+        assert sum(1 for e in events if e[:2] == ("scheduled", "analyze_window")) == report.windows
+
+
+def _one_batch(temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver, name: str):  # type: ignore[no-untyped-def]
+    """The main clip as one window: its events (each defect opened and closed) go out as one batch,
+    one notify_defects activity, in order. Returns the report and the activity events."""
+    request = _request(name, clips("main"), notify_url=receiver.url).model_copy(update={"window_seconds": 40.0})
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await _start(client, task_queue, request)
+            return await handle.result(), await _activity_events(handle)
+
+    report, events = run_async(scenario())
+    assert report.status == "completed" and report.windows == 1
+    assert media.match(report.defects, media.MAIN_TRUTH) == []
+    assert sum(1 for e in events if e[:2] == ("scheduled", "notify_defects")) == 1, "one batch"
+    return report, events
+
+
+def test_a_refused_delivery_in_the_middle_of_a_batch_loses_no_event(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver
+) -> None:
+    receiver.refuse_posts = frozenset({2})  # the batch's second POST only: 503
+    report, events = _one_batch(temporal_server, task_queue, clips, receiver, "notify-2nd")
+    statuses = [status for _, _, status in receiver.attempts]
+    assert statuses[:2] == [204, 503] and statuses.count(503) == 1
+    assert any(e[1] == "notify_defects" and e[2] == 2 for e in events), "the batch was retried"
+    repeats = _check_delivered(receiver, report)
+    # The retry starts after the events already delivered (the activity's heartbeat details):
+    # the refused event is asked again, the first one is not.
+    assert receiver.attempts[2][1] == receiver.attempts[1][1], "the retry resumed at the refused event"
+    assert repeats == 0
+
+
+def test_a_refused_delivery_is_retried_with_growing_backoff(  # type: ignore[no-untyped-def]
+    temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver
+) -> None:
+    receiver.fail_first = 3  # the batch's first event: refused three times, then accepted
+    report, _ = _one_batch(temporal_server, task_queue, clips, receiver, "notify-backoff")
+    first = receiver.attempts[:4]
+    assert len({event_id for _, event_id, _ in first}) == 1 and [s for _, _, s in first] == [503, 503, 503, 204]
+    gaps = [b[0] - a[0] for a, b in zip(first, first[1:])]
+    # The retry policy's 1 s, doubling: about 1, 2 and 4 s. Only the growth is asserted, generously.
+    assert gaps[0] >= 0.5 and gaps[1] > 1.3 * gaps[0] and gaps[2] > 1.3 * gaps[1], gaps
+    assert max(gaps) < 60, gaps
+    _check_delivered(receiver, report)
 
 
 def test_a_webhook_down_at_first_gets_every_event_and_never_holds_the_analysis(  # type: ignore[no-untyped-def]

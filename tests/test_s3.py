@@ -414,3 +414,51 @@ def test_results_none_writes_nothing(temporal_server: TemporalServer, task_queue
     report = run_async(scenario())
     assert report.status == "completed" and report.windows == 2
     assert report.results_uri is None and not (tmp_path / "default").exists()
+
+
+def test_vqa_s3_endpoint_url_alone_reaches_the_s3_server(
+    temporal_server: TemporalServer, task_queue: str, s3_env: SeaweedFS, clips: media.ClipFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VQA_S3_ENDPOINT_URL, for S3 only (README): sources and results reach the server with AWS_ENDPOINT_URL unset."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("VQA_S3_ENDPOINT_URL", s3_env.endpoint_url)
+    bucket, results_bucket = _bucket(s3_env, "media"), _bucket(s3_env, "results")
+    s3_env.client().upload_file(str(clips("main")), bucket, "main.mp4")
+    sid = f"vqa-endpoint-{uuid.uuid4().hex[:6]}"
+    request = StreamRequest(stream_id=sid, source=f"s3://{bucket}/main.mp4", window_seconds=8.0, results=f"s3://{results_bucket}/vqa")
+
+    async def scenario() -> StreamReport:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await client.start_workflow(
+                StreamMonitorWorkflow.run, request, id=workflow_id_for(sid), task_queue=task_queue, result_type=StreamReport,
+            )
+            return await handle.result()
+
+    report = run_async(scenario())
+    assert report.status == "completed", report.error
+    assert media.match(report.defects, media.MAIN_TRUTH) == []
+    assert report.results_uri == f"s3://{results_bucket}/vqa/{sid}/report.json"
+    assert StreamReport.model_validate(_read_json(s3_env, results_bucket, f"vqa/{sid}/report.json")) == report
+
+
+def test_results_default_to_vqa_home(
+    temporal_server: TemporalServer, task_queue: str, clips: media.ClipFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without VQA_RESULTS, a worker writes under $VQA_HOME/results (README)."""
+    monkeypatch.delenv("VQA_RESULTS", raising=False)
+    monkeypatch.setenv("VQA_HOME", str(tmp_path / "home"))
+    sid = f"home-{uuid.uuid4().hex[:6]}"
+    request = StreamRequest(stream_id=sid, source=str(clips("main")), window_seconds=8.0)
+
+    async def scenario() -> StreamReport:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await client.start_workflow(
+                StreamMonitorWorkflow.run, request, id=workflow_id_for(sid), task_queue=task_queue, result_type=StreamReport,
+            )
+            return await handle.result()
+
+    report = run_async(scenario())
+    where = tmp_path / "home" / "results" / sid
+    assert report.status == "completed" and report.results_uri == str(where / "report.json")
+    assert StreamReport.model_validate_json((where / "report.json").read_text()) == report
+    assert sorted(p.name for p in (where / "windows").iterdir()) == [f"{i:06d}.json" for i in range(report.windows)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from bench.counting import HistoryCount, count_history
 from starter import start_or_attach
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
 from vqa.devserver import free_port, start_dev_server, stop_process
@@ -34,19 +35,6 @@ async def _start(client: Client, task_queue: str, request: StreamRequest) -> Wor
 
 def _request(name: str, path: Path, **kw) -> StreamRequest:  # type: ignore[no-untyped-def]
     return StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=str(path), **kw)
-
-
-async def _activity_attempts(handle: WorkflowHandle) -> dict[str, list[int]]:  # type: ignore[type-arg]
-    """Activity type -> the attempt each of its executions ended on (1: it ran once)."""
-    names: dict[int, str] = {}
-    attempts: dict[str, list[int]] = {}
-    async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
-        elif event.HasField("activity_task_started_event_attributes"):
-            started = event.activity_task_started_event_attributes
-            attempts.setdefault(names[started.scheduled_event_id], []).append(started.attempt)
-    return attempts
 
 
 def test_report_matches_the_injected_truth(temporal_server: TemporalServer, task_queue: str, clips) -> None:  # type: ignore[no-untyped-def]
@@ -197,19 +185,20 @@ def test_bad_input_fails_clearly_and_the_worker_survives(
         bad.write_bytes(content)
     good = clips("clean")
 
-    async def scenario() -> tuple[WorkflowFailureError, dict[str, list[int]], StreamReport]:
+    async def scenario() -> tuple[WorkflowFailureError, HistoryCount, StreamReport]:
         async with running_worker(temporal_server, task_queue) as client:
             handle = await _start(client, task_queue, _request("bad", bad))
             with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
-            attempts = await _activity_attempts(handle)
+            history = await count_history(client, handle.id, handle.first_execution_run_id or "")
             after = await _start(client, task_queue, _request("after", good, window_seconds=6.0))
-            return failure.value, attempts, await after.result()
+            return failure.value, history, await after.result()
 
-    failure, attempts, after = run_async(scenario())
+    failure, history, after = run_async(scenario())
     assert message in str(failure.cause)
-    assert attempts["probe_source"] == [1], "bad input is final: the probe is not retried"
-    assert "analyze_window" not in attempts
+    assert [(a.activity_type, a.attempt) for a in history.activities if a.activity_type != "write_report"] == [
+        ("probe_source", 1)
+    ], "bad input is final: the probe is not retried, and no window is scheduled"
     assert after.status == "completed" and after.windows == 2
 
 

@@ -129,6 +129,11 @@ class WindowResult(_Model):
     events: list[DefectEvent] = Field(default_factory=list)
     metrics: WindowMetrics = Field(default_factory=WindowMetrics)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notify_targets: bool = Field(
+        default=True,
+        description="the analysing worker has a notification target of its own (VQA_NOTIFY_URL or "
+        "VQA_SNS_TOPIC_ARN); without one, and without the stream's notify_url, no delivery is scheduled",
+    )
 
 
 class ProbeRequest(_Model):
@@ -143,12 +148,14 @@ class StreamProgress(_Model):
     windows_done: int = 0
     position_s: float = 0.0
     live_edge_s: float | None = None
+    max_lag_s: float | None = None
     ended: bool = False
     runs: int = 1
     defects: list[Defect] = Field(default_factory=list)
     open_events: list[DefectEvent] = Field(default_factory=list)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stop_requested: bool = False
+    notify_targets: bool = True  # as the last window's worker said (WindowResult.notify_targets)
 
 
 class StreamRequest(_Model):
@@ -286,6 +293,12 @@ class StreamReport(_Model):
     results_uri: str | None = Field(default=None, description="where this report was written (None: not written)")
     report_html_uri: str | None = Field(
         default=None, description="where its HTML view was written, beside results_uri (None: not written)"
+    )
+    live_edge_s: float | None = Field(
+        default=None, description="a live stream: the end of its playlist when the analysis last looked, s"
+    )
+    max_lag_s: float | None = Field(
+        default=None, description="a live stream: the furthest its analysis fell behind the live edge, s"
     )
 
     @model_validator(mode="after")

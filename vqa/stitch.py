@@ -58,6 +58,7 @@ def merge_group_results(results: list[WindowResult]) -> WindowResult:
         merged.metrics.audio_samples = max(merged.metrics.audio_samples, other.metrics.audio_samples)
         merged.end_s = max(merged.end_s, other.end_s)
         merged.is_last = merged.is_last or other.is_last
+        merged.notify_targets = merged.notify_targets or other.notify_targets
         if other.live_edge_s is not None:
             merged.live_edge_s = max(merged.live_edge_s or 0.0, other.live_edge_s)
     merged.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))

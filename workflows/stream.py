@@ -105,8 +105,11 @@ class StreamMonitorWorkflow:
             result = await self._analyze(p, total)
             if result is None:
                 break  # stopped while a live window waited for media
+            p.notify_targets = result.notify_targets
             self._notify(self._new_events(p, result))
             apply_window(p, result)
+            if (lag := self._lag_s()) is not None:
+                p.max_lag_s = max(p.max_lag_s or 0.0, lag)
             self._publish()
         if p.media.live:
             p.media = p.media.model_copy(update={"duration_s": p.position_s})
@@ -135,7 +138,7 @@ class StreamMonitorWorkflow:
             open_defects=[e.defect for e in p.open_events] if p else [],
             live=bool(p and p.media.live),
             live_edge_s=p.live_edge_s if p else None,
-            lag_s=round(max(0.0, p.live_edge_s - p.position_s), 3) if p and p.live_edge_s is not None else None,
+            lag_s=self._lag_s(),
         )
 
     @workflow.signal
@@ -270,8 +273,10 @@ class StreamMonitorWorkflow:
         ]
 
     def _notify(self, events: list[DefectEvent]) -> None:
-        """Start delivering `events` without waiting: nothing happened, nothing is scheduled."""
-        if not events:
+        """Start delivering `events` without waiting: nothing happened, or nowhere to deliver
+        it (no notify_url and no target on the workers), nothing is scheduled."""
+        has_target = self.request.notify_url is not None or (self.progress is None or self.progress.notify_targets)
+        if not events or not has_target:
             return
         request = NotifyRequest(
             stream_id=self.request.stream_id, source=self.request.source, url=self.request.notify_url, events=events
@@ -358,8 +363,8 @@ class StreamMonitorWorkflow:
             where = f"{self._position():.1f} s" + ("" if p.media.live else f" of {p.media.duration_s:.1f} s")
             windows = f"{p.windows_done}/{total}" if total is not None else f"{p.windows_done}"
             paragraphs.append(f"position {where} · windows {windows} · run {p.runs}")
-            if p.live_edge_s is not None:
-                paragraphs.append(f"live edge {p.live_edge_s:.1f} s · lag {max(0.0, p.live_edge_s - p.position_s):.1f} s")
+            if (lag := self._lag_s()) is not None:
+                paragraphs.append(f"live edge {p.live_edge_s:.1f} s · lag {lag:.1f} s")
         if report is not None and report.error:
             paragraphs.append(f"error: {report.error}")
         rows: list[tuple[str, Defect]] = []
@@ -394,6 +399,14 @@ class StreamMonitorWorkflow:
         p = self.progress
         return round(p.position_s, 6) if p is not None else 0.0
 
+    def _lag_s(self) -> float | None:
+        """How far the analysis is behind a live stream's edge; None for a file or a VOD playlist
+        (whose "edge" is its end: the distance to it is what is left, not a lag)."""
+        p = self.progress
+        if p is None or not p.media.live or p.live_edge_s is None:
+            return None
+        return round(max(0.0, p.live_edge_s - p.position_s), 3)
+
     def _report(self, *, error: str | None = None) -> StreamReport:
         p = self.progress
         # Stopped (or failed) with events still open: they end where the analysis ended.
@@ -409,6 +422,8 @@ class StreamMonitorWorkflow:
             windows=p.windows_done if p else 0,
             defects=defects,
             runs=p.runs if p else 1,
+            live_edge_s=p.live_edge_s if p and p.media.live else None,
+            max_lag_s=p.max_lag_s if p and p.media.live else None,
         )
 
 
