@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -83,6 +84,11 @@ PRICES: dict[str, tuple[float, str]] = {
     "s3_get_class_request": (0.0004 / 1000, "Amazon S3 Standard, GET/SELECT and other requests ($0.0004 per 1,000)"),
     "vcpu_second": (0.04048 / 3600, "AWS Fargate Linux/x86 us-east-1, per vCPU-second of worker CPU ($0.04048 per vCPU-hour)"),
 }
+
+# Both designs' workers decode with one thread per activity, as a worker busy with a window
+# (or a second) per core does; the product adapts (activities.media.DecoderThreads), and a
+# benchmark that runs one stream at a time would otherwise measure an idle worker's threading.
+WORKER_ENV: dict[str, str] = {"VQA_DECODE_THREADS": "1"}
 
 # The activity that is one turn of each design's loop, and the one it fans out (Step Functions model).
 SHAPES = {
@@ -180,6 +186,7 @@ class Worker:
         self.stats = directory / f"{self.task_queue}.json"
         env = servers.worker_env()
         env["VQA_BENCH_S3_CATEGORIES"] = json.dumps(S3_CATEGORIES)
+        env.update(WORKER_ENV)
         self.log = directory / f"{self.task_queue}.log"
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
@@ -349,6 +356,7 @@ async def compare(
 
     media = probe(str(clip))
     detectors = active_detectors(media, detector_names)
+    decode_only = decode_only_cpu_s(clip)
     key = f"{uuid.uuid4().hex[:6]}/{clip.name}"
     servers.admin().upload_file(str(clip), SOURCE_BUCKET, key)
     source = f"s3://{SOURCE_BUCKET}/{key}"
@@ -358,6 +366,7 @@ async def compare(
             servers, design, source=source, media=media, detectors=detectors, directory=directory,
             window_seconds=window_seconds,
         )
+        runs[design]["decode_only_cpu_s"] = decode_only
     return {
         "clip": clip.name,
         "media": media.model_dump(),
@@ -367,6 +376,16 @@ async def compare(
         "lines": lines(runs),
         **({"group_cost": group_cost(runs)} if with_groups else {}),
     }
+
+
+def decode_only_cpu_s(clip: Path) -> float:
+    """CPU seconds FFmpeg spends decoding the whole clip and nothing else, with one thread:
+    what either design must spend at least, since both decode every frame once."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-threads", "1",
+                    "-i", str(clip), "-f", "null", "-"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def group_cost(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -416,6 +435,8 @@ def _line_values(run: dict[str, Any]) -> dict[str, float]:
         "s3_source_requests": m(_s3_category(run, "source")),
         "s3_mb_moved": m(run["s3"]["bytes_up"] + run["s3"]["bytes_down"]) / 1e6,
         "worker_cpu_s": m(run["cpu_s"]["worker"]),
+        "decode_only_cpu_s": m(run.get("decode_only_cpu_s", 0.0)),
+        "worker_cpu_beyond_decode_s": m(run["cpu_s"]["worker"] - run.get("decode_only_cpu_s", 0.0)),
         "all_cpu_s": m(sum(run["cpu_s"].values())),
         "wall_s": m(run["wall_s"]),
         "worker_peak_rss_mb": run["worker_peak_rss_bytes"] / 1e6,
@@ -443,6 +464,8 @@ LINE_LABELS: dict[str, str] = {
     "s3_source_requests": "  of which source reads",
     "s3_mb_moved": "S3 MB moved (up + down)",
     "worker_cpu_s": "worker CPU s",
+    "decode_only_cpu_s": "  FFmpeg decoding the clip alone, 1 thread (the floor of both)",
+    "worker_cpu_beyond_decode_s": "  worker CPU s beyond decoding",
     "all_cpu_s": "CPU s, worker + Temporal + S3 servers",
     "wall_s": "wall s",
     "worker_peak_rss_mb": "worker peak RSS MB (not per minute)",
@@ -575,6 +598,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-out-designs", default="ours,baseline")
     parser.add_argument("--scale-out-seconds", type=float, default=40.0, help="length of each live stream")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--decode-threads", type=int, default=1,
+                        help="decoder threads per activity in both designs' workers (0: the product's adaptive default)")
     parser.add_argument("--replot", action="store_true",
                         help="no run: recompute the lines (at today's PRICES), tables and cost.png from cost.json's counts")
     args = parser.parse_args(argv)
@@ -590,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
         (args.results / "cost.json").write_text(json.dumps(saved, indent=2, default=str))
         _chart(saved["clips"], args.results / "cost.png", seconds=saved["stream_seconds"], info=saved["machine"])
         return
+    WORKER_ENV["VQA_DECODE_THREADS"] = str(args.decode_threads)
     makers = {"real": real_clip, "1080p": synthetic_1080p_clip}
     chosen = list(makers) if args.clip == "all" else [args.clip]
     clips = [makers[name](args.seconds) for name in chosen]
@@ -624,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": info | {"load_average_at_end": os.getloadavg()},
         "prices_usd": {k: {"price": p, "what": what} for k, (p, what) in PRICES.items()},
         "stream_seconds": args.seconds,
+        "worker_env": dict(WORKER_ENV),
         "clips": results,
         "scale_out": scale,
     }
