@@ -61,8 +61,8 @@ class DecoderThreads:
 
     A window decoding alone lets FFmpeg use every core (the fastest window); once
     the worker decodes as many windows at once as it has cores, each gets one
-    thread: frame threading costs CPU (at 1080p H.264 about 10 % more per frame),
-    which a busy worker would spend instead of running another stream.
+    thread: frame threading costs CPU per frame, which a busy worker would rather
+    spend on another stream.
     `VQA_DECODE_THREADS=N` fixes the count instead.
     """
 

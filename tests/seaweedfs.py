@@ -109,7 +109,7 @@ def _wait_until_ready(server: SeaweedFS, *, timeout_s: float) -> None:
     raise RuntimeError(f"SeaweedFS S3 did not become ready in {timeout_s:g} s ({last}); see {server.directory / 'weed.log'}")
 
 
-def start_seaweedfs(directory: Path, *, timeout_s: float = 60.0) -> SeaweedFS:
+def start_seaweedfs(directory: Path, *, timeout_s: float = 60.0, max_volumes: int = 200) -> SeaweedFS:
     """Master, volume server, filer and S3 gateway in one process, on free ports of 127.0.0.1.
 
     S3 takes one static identity (ACCESS_KEY, SECRET_KEY): other credentials get 403.
@@ -140,7 +140,7 @@ def start_seaweedfs(directory: Path, *, timeout_s: float = 60.0) -> SeaweedFS:
         f"-s3.config={identities}",
         "-s3.autoCreateBucket=false",  # a missing bucket stays missing, as on AWS
         "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=200",
+        "-master.telemetry=false", "-master.volumeSizeLimitMB=64", f"-volume.max={max_volumes}",  # 64 MiB volumes: 12.8 GiB by default
         # A restarted master waits this long to elect itself (default 10 s, ~16 s in all).
         "-master.electionTimeout=1s",
     ]
