@@ -15,12 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
+from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, build_worker, connect
+from workflows import StreamMonitorWorkflow
 
 from . import media
 from .seaweedfs import SeaweedFS, start_seaweedfs
@@ -84,6 +87,24 @@ async def running_worker(server: TemporalServer, task_queue: str) -> AsyncIterat
 
 def run_async(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+async def start_stream(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle[Any, StreamReport]:
+    """Start `request`'s stream workflow (its id derived from the stream id) on `task_queue`."""
+    return await client.start_workflow(
+        StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+        result_type=StreamReport,
+    )
+
+
+def analyse_stream(server: TemporalServer, task_queue: str, request: StreamRequest) -> StreamReport:
+    """One stream, start to report, on a worker running in this process."""
+
+    async def scenario() -> StreamReport:
+        async with running_worker(server, task_queue) as client:
+            return await (await start_stream(client, task_queue, request)).result()
+
+    return run_async(scenario())
 
 
 @pytest.fixture(scope="session")

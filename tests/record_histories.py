@@ -1,7 +1,8 @@
 """Regenerate the workflow histories that tests/test_replay.py replays: `python -m tests.record_histories`.
 
 Records, on a throw-away dev server: a plain stream, one that continues-as-new (each of its runs),
-one stopped by the stop signal, and one with a detector group and search attributes. With names
+one stopped by the stop signal, one with a detector group and search attributes, and one whose
+worker has no notification target. With names
 (`python -m tests.record_histories groups-search-attributes`) only those are written, so histories
 of older workflow versions stay and keep being replayed. Re-record only when a workflow change is meant to be incompatible
 (and running workflows have been drained); otherwise the replay test is what catches the change.
@@ -10,6 +11,7 @@ of older workflow versions stay and keep being replayed. Re-record only when a w
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -47,9 +49,13 @@ async def _record(client: Client, task_queue: str, clip: Path) -> None:
             "groups-search-attributes", window_seconds=2.0, detector_groups={group_queue: ["silence", "blur"]},
             search_attributes=True,
         )
-        await asyncio.gather(plain.result(), split.result(), stopped.result(), groups.result())
+        # Defects, and no notification target anywhere: no notify_defects is scheduled
+        # (WindowResult.notify_targets; "plain" was recorded before workers said so).
+        quiet = await start("no-notify-target", window_seconds=2.0)
+        await asyncio.gather(plain.result(), split.result(), stopped.result(), groups.result(), quiet.result())
         histories = {
             "plain": await plain.fetch_history(),
+            "no-notify-target": await quiet.fetch_history(),
             "stopped": await stopped.fetch_history(),
             "groups-search-attributes": await groups.fetch_history(),
         }
@@ -75,6 +81,8 @@ async def _record(client: Client, task_queue: str, clip: Path) -> None:
 
 
 def main() -> None:
+    for name in ("VQA_NOTIFY_URL", "VQA_SNS_TOPIC_ARN"):  # the workers here run in this process
+        os.environ.pop(name, None)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "replay.mp4"
         make_clip(clip, CLIP)

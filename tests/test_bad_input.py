@@ -20,11 +20,10 @@ import activities.hls
 import activities.media
 from activities.media import SourceUnavailableError, UnreadableSourceError, probe
 from activities.offline import analyse_file
-from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
-from workflows import StreamMonitorWorkflow
+from vqa.contracts import StreamReport, StreamRequest
 
 from . import bad_media, hls, media
-from .conftest import REPO, TemporalServer, python_command, run_async, running_worker
+from .conftest import REPO, TemporalServer, python_command, run_async, running_worker, start_stream
 
 
 def _kinds(defects: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
@@ -177,10 +176,7 @@ def test_the_worker_survives_broken_input(temporal_server: TemporalServer, task_
 
     async def run(client, name: str, path: Path):  # type: ignore[no-untyped-def]
         request = StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=str(path), window_seconds=4.0)
-        handle = await client.start_workflow(
-            StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-            result_type=StreamReport,
-        )
+        handle = await start_stream(client, task_queue, request)
         return await handle.result()
 
     async def scenario() -> tuple[dict[str, str], StreamReport, StreamReport]:

@@ -11,11 +11,10 @@ import av
 import numpy as np
 import pytest
 
-from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
-from workflows import StreamMonitorWorkflow
+from vqa.contracts import StreamReport, StreamRequest
 
 from . import media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, run_async, running_worker, start_stream
 from .seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
@@ -26,10 +25,7 @@ def _analyse(temporal_server: TemporalServer, task_queue: str, requests: list[St
         async with running_worker(temporal_server, task_queue) as client:
             reports = []
             for request in requests:
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
+                handle = await start_stream(client, task_queue, request)
                 reports.append(await handle.result())
             return reports
 

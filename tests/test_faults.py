@@ -17,13 +17,13 @@ from temporalio.api.enums.v1 import PendingActivityState, TimeoutType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest
 from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, build_worker, connect
 from workflows import StreamMonitorWorkflow
 
 from . import bad_media, media
-from .conftest import REPO, TemporalServer, python_command, run_async
+from .conftest import REPO, TemporalServer, python_command, run_async, start_stream
 from .webhook import Receiver, serve_webhook
 
 pytestmark = pytest.mark.integration
@@ -58,13 +58,6 @@ def _worker_process(server: TemporalServer, task_queue: str, log: Path) -> Itera
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-async def _start(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
-    return await client.start_workflow(
-        StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-        result_type=StreamReport,
-    )
 
 
 async def _window_in_progress(handle: WorkflowHandle, timeout_s: float = 60) -> int:  # type: ignore[type-arg]
@@ -105,14 +98,14 @@ def test_a_worker_killed_mid_window_changes_nothing(
 
     async def scenario() -> tuple[StreamReport, StreamReport, list[tuple[int, int]]]:
         client = await connect(settings)
-        faulted = await _start(client, task_queue, request("killed"))
+        faulted = await start_stream(client, task_queue, request("killed"))
         with _worker_process(temporal_server, task_queue, tmp_path / "first.log") as first:
             assert await _window_in_progress(faulted) == 1
             os.kill(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
         with _worker_process(temporal_server, task_queue, tmp_path / "second.log"):
             report = await faulted.result()
-            clean = await (await _start(client, task_queue, request("clean"))).result()
+            clean = await (await start_stream(client, task_queue, request("clean"))).result()
         attempts: list[tuple[int, int]] = []  # (attempt, timeout type of the failure before it)
         async for event in faulted.fetch_history_events():
             if event.HasField("activity_task_started_event_attributes"):
@@ -156,7 +149,7 @@ def test_streams_survive_a_temporal_server_restart(tmp_path: Path, clips: media.
         client = await connect(settings)
         async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
             handles = [
-                await _start(client, task_queue, StreamRequest(
+                await start_stream(client, task_queue, StreamRequest(
                     stream_id=f"restart{i}-{uuid.uuid4().hex[:8]}", source=str(path), window_seconds=0.5))
                 for i in range(3)
             ]

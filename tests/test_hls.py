@@ -18,7 +18,7 @@ from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, run_async, running_worker, start_stream
 from .local import analyse_file
 from .webhook import serve_webhook
 
@@ -61,10 +61,7 @@ def test_vod_playlist_over_http_through_temporal(temporal_server: TemporalServer
         async def scenario() -> StreamReport:
             async with running_worker(temporal_server, task_queue) as client:
                 request = StreamRequest(stream_id=f"vod-{os.urandom(3).hex()}", source=f"{server.url}/vod.m3u8", window_seconds=4.0)
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
+                handle = await start_stream(client, task_queue, request)
                 return await handle.result()
 
         report = run_async(scenario())
@@ -206,10 +203,7 @@ def test_stop_ends_a_live_stream(
                     stream_id=f"stop-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8", window_seconds=1.0,
                     heartbeat_timeout_s=2.0,  # cancellation reaches a heartbeating activity within about that
                 )
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
+                handle = await start_stream(client, task_queue, request)
                 live.start()
                 # The five published seconds are analysed; the sixth window waits for media.
                 while (await handle.query(StreamMonitorWorkflow.status)).windows_done < 5:

@@ -22,12 +22,12 @@ import pytest
 
 import activities.media
 from activities.hls import load_playlist
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, run_async, running_worker, start_stream
 
 OUTAGE_AFTER = 6  # segments (1 s each) delivered before the outage
 OUTAGE_S = 4.0
@@ -192,10 +192,7 @@ def test_an_undated_playlist_that_never_resumes_is_signal_loss_until_stopped(
     try:
         async def scenario() -> StreamReport:
             async with running_worker(temporal_server, task_queue) as client:
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
+                handle = await start_stream(client, task_queue, request)
                 live.start()
                 while _lost_tracks(await handle.query(StreamMonitorWorkflow.status)) != {"video", "audio"}:
                     await asyncio.sleep(0.2)

@@ -12,11 +12,11 @@ import pytest
 
 from activities.media import probe
 from activities.offline import analyse_file
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from workflows import StreamMonitorWorkflow
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, run_async, running_worker, start_stream
 from .seaweedfs import SeaweedFS
 from .test_hls import LIVE_TRUTH, main_vod, segmented  # noqa: F401 - module fixtures shared with the HTTP tests
 
@@ -34,10 +34,7 @@ def _start(temporal_server: TemporalServer, task_queue: str, request: StreamRequ
 
     async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                result_type=StreamReport,
-            )
+            handle = await start_stream(client, task_queue, request)
             edge = on_started() if on_started else (lambda: 0.0)
             seen: list[tuple[float, StreamStatus]] = []
             result = asyncio.ensure_future(handle.result())

@@ -13,11 +13,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from activities.errors import UnreadableSourceError
 from activities.media import probe
-from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
-from workflows import StreamMonitorWorkflow
+from vqa.contracts import StreamRequest
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, analyse_stream
 from .test_temporal_tls import _certificate, _write_key
 
 pytestmark = pytest.mark.integration
@@ -49,15 +48,7 @@ def test_a_file_over_http_is_analysed_through_temporal(  # type: ignore[no-untyp
     request = StreamRequest(stream_id=f"{scheme}-{os.urandom(3).hex()}", source=f"{server.url}/{path.name}", window_seconds=4.0)
     assert request.source.startswith(f"{scheme}://")
     try:
-        async def scenario() -> StreamReport:
-            async with running_worker(temporal_server, task_queue) as client:
-                handle = await client.start_workflow(
-                    StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                    result_type=StreamReport,
-                )
-                return await handle.result()
-
-        report = run_async(scenario())
+        report = analyse_stream(temporal_server, task_queue, request)
     finally:
         server.close()
     assert report.status == "completed", report.error

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import TemporalServer, run_async, run_starter, running_worker
+from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream
 
 pytestmark = pytest.mark.integration
 
@@ -95,10 +95,7 @@ def test_a_two_hour_stream_across_continue_as_new_is_one_analysis(
         )
 
     async def start(client: Client, req: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
-        return await client.start_workflow(
-            StreamMonitorWorkflow.run, req, id=workflow_id_for(req.stream_id), task_queue=task_queue,
-            result_type=StreamReport,
-        )
+        return await start_stream(client, task_queue, req)
 
     async def scenario() -> tuple[list[StreamReport], list[StreamStatus], list[list[int]]]:
         async with running_worker(temporal_server, task_queue) as client:

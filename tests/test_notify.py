@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -23,12 +23,12 @@ from activities.notify import notification_body, notify_defects, sign, sns_messa
 from activities.results import write_report
 from activities.window import analyze_window, probe_source
 from detectors.runs import event_id
-from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest, WindowRequest, WindowResult, workflow_id_for
+from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest, WindowRequest, WindowResult
 from vqa.devserver import free_port
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, analyse_stream, run_async, running_worker, start_stream
 from .webhook import Receiver, serve_webhook
 
 SECRET = "test-secret"
@@ -46,12 +46,6 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 def _request(name: str, path: Path | str, **kw: Any) -> StreamRequest:
     return StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=str(path), window_seconds=4.0, **kw)
-
-
-async def _start(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
-    return await client.start_workflow(
-        StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue, result_type=StreamReport
-    )
 
 
 async def _activity_events(handle: WorkflowHandle) -> list[tuple[str, str, int]]:  # type: ignore[type-arg]
@@ -101,11 +95,7 @@ pytestmark = pytest.mark.integration
 def test_defects_are_notified_signed_with_stable_ids(temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
     request = _request("notify", clips("main"), notify_url=receiver.url)
 
-    async def scenario() -> StreamReport:
-        async with running_worker(temporal_server, task_queue) as client:
-            return await (await _start(client, task_queue, request)).result()
-
-    report = run_async(scenario())
+    report = analyse_stream(temporal_server, task_queue, request)
     assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
     assert _check_delivered(receiver, report) == 0, "nothing failed: each event arrives exactly once"
     assert len(receiver.delivered()) == 2 * len(media.MAIN_TRUTH)
@@ -125,7 +115,7 @@ def test_the_workers_own_target_is_used_and_no_target_costs_nothing(  # type: ig
 
     async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, request)
+            handle = await start_stream(client, task_queue, request)
             return await handle.result(), await _activity_events(handle)
 
     report, events = run_async(scenario())
@@ -146,7 +136,7 @@ def _one_batch(temporal_server: TemporalServer, task_queue: str, clips, receiver
 
     async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, request)
+            handle = await start_stream(client, task_queue, request)
             return await handle.result(), await _activity_events(handle)
 
     report, events = run_async(scenario())
@@ -193,7 +183,7 @@ def test_a_webhook_down_at_first_gets_every_event_and_never_holds_the_analysis( 
 
     async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, request)
+            handle = await start_stream(client, task_queue, request)
             return await handle.result(), await _activity_events(handle)
 
     report, events = run_async(scenario())
@@ -216,7 +206,7 @@ def test_a_webhook_down_for_the_whole_run_does_not_fail_the_stream(  # type: ign
 
     async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, request)
+            handle = await start_stream(client, task_queue, request)
             return await handle.result(), await _activity_events(handle)
 
     report, events = run_async(scenario())
@@ -231,7 +221,7 @@ def test_a_clean_stream_schedules_no_notification(temporal_server: TemporalServe
 
     async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, request)
+            handle = await start_stream(client, task_queue, request)
             return await handle.result(), await _activity_events(handle)
 
     report, events = run_async(scenario())
@@ -250,7 +240,7 @@ def test_a_stopped_stream_notifies_the_events_its_report_closes(  # type: ignore
 
     async def scenario() -> StreamReport:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, request)
+            handle = await start_stream(client, task_queue, request)
             while not any(d.kind == "freeze" for d in (await handle.query(StreamMonitorWorkflow.status)).open_defects):
                 await asyncio.sleep(0.02)
             await handle.signal(StreamMonitorWorkflow.stop)
@@ -289,7 +279,7 @@ def test_a_retried_window_notifies_the_same_ids(temporal_server: TemporalServer,
                 activity_executor=pool,
                 max_concurrent_activities=2,
             ):
-                handle = await _start(client, task_queue, request)
+                handle = await start_stream(client, task_queue, request)
                 return await handle.result(), await _activity_events(handle)
 
     report, events = run_async(scenario())

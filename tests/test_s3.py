@@ -27,7 +27,7 @@ from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import REPO, TemporalServer, python_command, run_async, running_worker, worker_subprocess
+from .conftest import REPO, TemporalServer, analyse_stream, python_command, run_async, running_worker, start_stream, worker_subprocess
 from .seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
@@ -211,10 +211,7 @@ def test_s3_source_and_s3_results_end_to_end(
     local_request = StreamRequest(stream_id=f"local-{sid}", source=str(path), window_seconds=4.0)
 
     async def run(client: Client, request: StreamRequest) -> StreamReport:
-        handle = await client.start_workflow(
-            StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-            result_type=StreamReport,
-        )
+        handle = await start_stream(client, task_queue, request)
         return await handle.result()
 
     async def scenario() -> tuple[StreamReport, StreamReport, int]:
@@ -403,15 +400,7 @@ def test_results_none_writes_nothing(temporal_server: TemporalServer, task_queue
     monkeypatch.setenv("VQA_RESULTS", str(tmp_path / "default"))
     request = StreamRequest(stream_id=f"nowrite-{uuid.uuid4().hex[:6]}", source=str(clips("clean")), window_seconds=6.0, results="none")
 
-    async def scenario() -> StreamReport:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                result_type=StreamReport,
-            )
-            return await handle.result()
-
-    report = run_async(scenario())
+    report = analyse_stream(temporal_server, task_queue, request)
     assert report.status == "completed" and report.windows == 2
     assert report.results_uri is None and not (tmp_path / "default").exists()
 
@@ -427,14 +416,7 @@ def test_vqa_s3_endpoint_url_alone_reaches_the_s3_server(
     sid = f"vqa-endpoint-{uuid.uuid4().hex[:6]}"
     request = StreamRequest(stream_id=sid, source=f"s3://{bucket}/main.mp4", window_seconds=8.0, results=f"s3://{results_bucket}/vqa")
 
-    async def scenario() -> StreamReport:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(sid), task_queue=task_queue, result_type=StreamReport,
-            )
-            return await handle.result()
-
-    report = run_async(scenario())
+    report = analyse_stream(temporal_server, task_queue, request)
     assert report.status == "completed", report.error
     assert media.match(report.defects, media.MAIN_TRUTH) == []
     assert report.results_uri == f"s3://{results_bucket}/vqa/{sid}/report.json"
@@ -450,14 +432,7 @@ def test_results_default_to_vqa_home(
     sid = f"home-{uuid.uuid4().hex[:6]}"
     request = StreamRequest(stream_id=sid, source=str(clips("main")), window_seconds=8.0)
 
-    async def scenario() -> StreamReport:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(sid), task_queue=task_queue, result_type=StreamReport,
-            )
-            return await handle.result()
-
-    report = run_async(scenario())
+    report = analyse_stream(temporal_server, task_queue, request)
     where = tmp_path / "home" / "results" / sid
     assert report.status == "completed" and report.results_uri == str(where / "report.json")
     assert StreamReport.model_validate_json((where / "report.json").read_text()) == report

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from vqa.contracts import StreamReport, StreamRequest, WindowResult, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, WindowResult
 from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import TemporalServer, run_async, worker_subprocess
+from .conftest import TemporalServer, run_async, start_stream, worker_subprocess
 from .seaweedfs import SeaweedFS, start_seaweedfs
 
 pytestmark = pytest.mark.integration
@@ -82,10 +82,7 @@ def test_a_stream_survives_an_s3_outage_and_loses_no_window(
         )
 
     async def start(client: Client, req: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
-        return await client.start_workflow(
-            StreamMonitorWorkflow.run, req, id=workflow_id_for(req.stream_id), task_queue=task_queue,
-            result_type=StreamReport,
-        )
+        return await start_stream(client, task_queue, req)
 
     async def scenario() -> tuple[StreamReport, StreamReport, int, list[tuple[int, str]]]:
         nonlocal s3

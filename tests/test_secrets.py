@@ -21,10 +21,9 @@ from temporalio.client import Client
 from vqa.codec import ENCODING, EncryptionCodec, PayloadKeyError, key_fingerprint
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.runtime import Settings, SettingsError
-from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import TemporalServer, run_async, run_starter, running_worker, worker_subprocess
+from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream, worker_subprocess
 from .seaweedfs import SECRET_KEY, SeaweedFS
 from .webhook import serve_webhook
 
@@ -92,10 +91,7 @@ def test_no_secret_reaches_the_history_or_the_results(  # type: ignore[no-untype
 
     async def scenario() -> tuple[StreamReport, History]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                result_type=StreamReport,
-            )
+            handle = await start_stream(client, task_queue, request)
             report = await handle.result()
             return report, History(events=(await handle.fetch_history()).events)
 

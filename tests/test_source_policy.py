@@ -21,11 +21,10 @@ from activities.errors import UnreadableSourceError
 from activities.media import probe
 from activities.notify import notify_defects
 from activities.policy import SourcePolicy, SourceRefusedError
-from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest, workflow_id_for
-from workflows import StreamMonitorWorkflow
+from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, run_starter, running_worker
+from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream
 
 METADATA = "http://169.254.169.254/latest/meta-data"
 _POLICY_VARIABLES = ("VQA_ALLOWED_SCHEMES", "VQA_ALLOWED_ROOTS", "VQA_ALLOW_PRIVATE_URLS", "VQA_REFUSE_PRIVATE_URLS")
@@ -362,10 +361,7 @@ def test_a_refused_source_fails_its_stream_and_the_worker_goes_on(  # type: igno
 
     async def run(client, name: str, source: str) -> StreamReport:  # type: ignore[no-untyped-def]
         request = StreamRequest(stream_id=f"{name}-{os.urandom(4).hex()}", source=source, window_seconds=4.0)
-        handle = await client.start_workflow(
-            StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-            result_type=StreamReport,
-        )
+        handle = await start_stream(client, task_queue, request)
         try:
             return await handle.result()
         except WorkflowFailureError as err:
@@ -425,10 +421,7 @@ def test_a_stream_whose_webhook_is_refused_is_analysed_and_nothing_is_posted(  #
 
     async def scenario() -> tuple[StreamReport, list[tuple[int, str]]]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                result_type=StreamReport,
-            )
+            handle = await start_stream(client, task_queue, request)
             report = await handle.result()
             notify_ids: set[int] = set()
             outcomes: list[tuple[int, str]] = []

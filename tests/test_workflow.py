@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError
 
 from bench.counting import HistoryCount, count_history
 from starter import start_or_attach
@@ -18,19 +18,9 @@ from vqa.devserver import free_port, start_dev_server, stop_process
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .conftest import TemporalServer, run_async, running_worker
+from .conftest import TemporalServer, run_async, running_worker, start_stream
 
 pytestmark = pytest.mark.integration
-
-
-async def _start(client: Client, task_queue: str, request: StreamRequest) -> WorkflowHandle:  # type: ignore[type-arg]
-    return await client.start_workflow(
-        StreamMonitorWorkflow.run,
-        request,
-        id=workflow_id_for(request.stream_id),
-        task_queue=task_queue,
-        result_type=StreamReport,
-    )
 
 
 def _request(name: str, path: Path, **kw) -> StreamRequest:  # type: ignore[no-untyped-def]
@@ -42,7 +32,7 @@ def test_report_matches_the_injected_truth(temporal_server: TemporalServer, task
 
     async def scenario() -> StreamReport:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, _request("main", path, window_seconds=4.0))
+            handle = await start_stream(client, task_queue, _request("main", path, window_seconds=4.0))
             return await handle.result()
 
     report = run_async(scenario())
@@ -58,8 +48,8 @@ def test_continue_as_new_gives_the_same_report(temporal_server: TemporalServer, 
 
     async def scenario() -> tuple[StreamReport, StreamReport, StreamStatus, int]:
         async with running_worker(temporal_server, task_queue) as client:
-            whole = await _start(client, task_queue, _request("whole", path, window_seconds=3.0))
-            split = await _start(client, task_queue, _request("split", path, window_seconds=3.0, windows_per_run=2))
+            whole = await start_stream(client, task_queue, _request("whole", path, window_seconds=3.0))
+            split = await start_stream(client, task_queue, _request("split", path, window_seconds=3.0, windows_per_run=2))
             a, b = await asyncio.gather(whole.result(), split.result())
             status = await split.query(StreamMonitorWorkflow.status)
             runs = 0
@@ -98,7 +88,7 @@ def test_continue_as_new_when_the_server_suggests_it(
 
     async def analyse(server: TemporalServer, name: str) -> StreamReport:
         async with running_worker(server, task_queue) as client:
-            return await (await _start(client, task_queue, _request(name, path, window_seconds=3.0))).result()
+            return await (await start_stream(client, task_queue, _request(name, path, window_seconds=3.0))).result()
 
     whole = run_async(analyse(temporal_server, "whole"))
     suggested = run_async(analyse(server_suggesting_continue_as_new, "suggested"))
@@ -142,7 +132,7 @@ def test_status_query_then_stop_signal(temporal_server: TemporalServer, task_que
 
     async def scenario() -> tuple[list[StreamStatus], StreamReport]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, _request("stop", path, window_seconds=0.5))
+            handle = await start_stream(client, task_queue, _request("stop", path, window_seconds=0.5))
             seen: list[StreamStatus] = []
             while True:
                 status = await handle.query(StreamMonitorWorkflow.status)
@@ -187,11 +177,11 @@ def test_bad_input_fails_clearly_and_the_worker_survives(
 
     async def scenario() -> tuple[WorkflowFailureError, HistoryCount, StreamReport]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, _request("bad", bad))
+            handle = await start_stream(client, task_queue, _request("bad", bad))
             with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
             history = await count_history(client, handle.id, handle.first_execution_run_id or "")
-            after = await _start(client, task_queue, _request("after", good, window_seconds=6.0))
+            after = await start_stream(client, task_queue, _request("after", good, window_seconds=6.0))
             return failure.value, history, await after.result()
 
     failure, history, after = run_async(scenario())
@@ -207,7 +197,7 @@ def test_payloads_stay_small(temporal_server: TemporalServer, task_queue: str, c
 
     async def scenario() -> int:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, _request("payload", path, window_seconds=10.0))
+            handle = await start_stream(client, task_queue, _request("payload", path, window_seconds=10.0))
             await handle.result()
             biggest = 0
             async for event in handle.fetch_history_events():
@@ -222,7 +212,7 @@ def test_window_activities_heartbeat_with_a_timeout(temporal_server: TemporalSer
 
     async def scenario() -> list[float]:
         async with running_worker(temporal_server, task_queue) as client:
-            handle = await _start(client, task_queue, _request("hb", path, window_seconds=6.0, heartbeat_timeout_s=12))
+            handle = await start_stream(client, task_queue, _request("hb", path, window_seconds=6.0, heartbeat_timeout_s=12))
             await handle.result()
             timeouts = []
             async for event in handle.fetch_history_events():
@@ -241,7 +231,7 @@ def test_single_track_streams_are_analysed(temporal_server: TemporalServer, task
 
     async def scenario() -> StreamReport:
         async with running_worker(temporal_server, task_queue) as client:
-            return await (await _start(client, task_queue, _request(name, path, window_seconds=3.0))).result()
+            return await (await start_stream(client, task_queue, _request(name, path, window_seconds=3.0))).result()
 
     report = run_async(scenario())
     assert report.status == "completed" and report.media is not None
@@ -287,7 +277,7 @@ def test_a_source_that_is_briefly_unavailable_is_retried(temporal_server: Tempor
     try:
         async def scenario() -> StreamReport:
             async with running_worker(temporal_server, task_queue) as client:
-                return await (await _start(client, task_queue, _request("flaky", url, window_seconds=6.0))).result()
+                return await (await start_stream(client, task_queue, _request("flaky", url, window_seconds=6.0))).result()
 
         report = run_async(scenario())
     finally:
