@@ -119,9 +119,15 @@ def _publish(topic_arn: str, message: dict[str, Any]) -> None:
         raise ApplicationError(f"SNS publish to {topic_arn} failed: {exc}", type=UNDELIVERED) from exc
 
 
+def worker_targets() -> tuple[str | None, str | None]:
+    """This worker's own webhook (VQA_NOTIFY_URL) and SNS topic (VQA_SNS_TOPIC_ARN), where set."""
+    env = os.environ
+    return env.get("VQA_NOTIFY_URL", "").strip() or None, env.get("VQA_SNS_TOPIC_ARN", "").strip() or None
+
+
 def has_notify_targets() -> bool:
     """Whether this worker delivers notifications of its own (a default webhook or an SNS topic)."""
-    return bool(os.environ.get("VQA_NOTIFY_URL", "").strip() or os.environ.get("VQA_SNS_TOPIC_ARN", "").strip())
+    return any(worker_targets())
 
 
 @activity.defn
@@ -132,10 +138,9 @@ def notify_defects(request: NotifyRequest) -> int:
     events already delivered (heartbeat details); a receiver may still see an
     event twice, and de-duplicates on its id.
     """
-    env = os.environ
-    url = request.url or env.get("VQA_NOTIFY_URL", "").strip() or None
-    topic = env.get("VQA_SNS_TOPIC_ARN", "").strip() or None
-    secret = env.get("VQA_WEBHOOK_SECRET") or None
+    default_url, topic = worker_targets()
+    url = request.url or default_url
+    secret = os.environ.get("VQA_WEBHOOK_SECRET") or None
     if url is None and topic is None:
         return 0
     if url is not None:
