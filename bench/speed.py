@@ -1,6 +1,7 @@
 """CPU cost of our analysis against FFmpeg decoding alone and FFmpeg's own detectors.
 
     python -m bench.speed [--clip real|1080p|all] [--repeat N]
+    python -m bench.speed --by-detector [--clip ...]    # where our CPU goes, detector by detector
 
 For each clip, in one run: CPU seconds per media second of
   - `ffmpeg -threads 1 -i X -f null -`                        (decode only)
@@ -21,14 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-# Before numpy and activities are imported: one decoder thread and one BLAS thread,
-# against `ffmpeg -threads 1` (the worker runs windows in parallel instead).
-os.environ.setdefault("VQA_DECODE_THREADS", "1")
+# Before numpy is imported: one BLAS thread (the worker runs windows in parallel instead).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import imageio_ffmpeg  # noqa: E402
 
-from activities.media import probe  # noqa: E402
+from activities.media import DECODER_THREADS, probe  # noqa: E402
 from activities.offline import analyse_file  # noqa: E402
 from detectors import REGISTRY  # noqa: E402
 from vqa.synth import ClipSpec, Segment, make_clip  # noqa: E402
@@ -117,13 +116,78 @@ def measure(path: Path, repeat: int) -> dict[str, object]:
     }
 
 
+def by_detector(path: Path) -> dict[str, object]:
+    """Where our analysis of `path` spends its CPU: each detector's own calls (feed and finish;
+    per-chunk work the detectors share, such as the sampled frames, counts to the first that
+    asks) and the rest (decoding, buffering, windows), in one run of all detectors."""
+    spent: dict[str, float] = {name: 0.0 for name in REGISTRY}
+    wrapped: list[tuple[type, str, object]] = []
+
+    def timed(original, name):  # type: ignore[no-untyped-def]
+        def call(self, *args):  # type: ignore[no-untyped-def]
+            start = time.process_time()
+            try:
+                return original(self, *args)
+            finally:
+                spent[name] += time.process_time() - start
+        return call
+
+    for name, cls in REGISTRY.items():
+        for method in ("feed_video", "feed_audio", "feed_decode_errors", "finish"):
+            original = getattr(cls, method)
+            wrapped.append((cls, method, cls.__dict__.get(method)))
+            setattr(cls, method, timed(original, name))
+    try:
+        total = _our_cpu(path)[0]
+    finally:
+        for cls, method, own in wrapped:
+            if own is None:
+                delattr(cls, method)
+            else:
+                setattr(cls, method, own)
+    duration = probe(str(path)).duration_s
+    rest = total - sum(spent.values())
+    return {
+        "clip": path.name,
+        "duration_s": duration,
+        "cpu_s_per_media_s": {"total": total / duration, "decode_and_rest": rest / duration,
+                              **{name: v / duration for name, v in spent.items()}},
+    }
+
+
+def _print_by_detector(rows: list[dict[str, object]]) -> None:
+    names = ["decode_and_rest", *REGISTRY, "total"]
+    print("CPU seconds per media second, one run of all detectors, by where it went")
+    print(f"{'':<18}" + "".join(f"{str(r['clip'])[:24]:>26}" for r in rows))
+    for name in names:
+        cells = []
+        for r in rows:
+            per = r["cpu_s_per_media_s"]
+            assert isinstance(per, dict)
+            cells.append(f"{per[name]:>18.4f} ({per[name] / per['total']:>4.0%})")
+        print(f"{name:<18}" + "".join(cells))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", choices=["real", "1080p", "all"], default="all")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measure; the fastest counts")
+    parser.add_argument("--by-detector", action="store_true",
+                        help="instead: where our CPU goes, detector by detector (results/speed-detectors.json)")
     args = parser.parse_args(argv)
+    if "VQA_DECODE_THREADS" not in os.environ:
+        DECODER_THREADS.fixed = 1  # one decoder thread, against `ffmpeg -threads 1`
     clips = {"real": _clip_real, "1080p": _clip_1080p}
     chosen = list(clips) if args.clip == "all" else [args.clip]
+    if args.by_detector:
+        found = [by_detector(clips[name]()) for name in chosen]
+        _print_by_detector(found)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "speed-detectors.json").write_text(json.dumps(
+            {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
+             "python": platform.python_version(), "rows": found}, indent=2))
+        print(f"written: {RESULTS / 'speed-detectors.json'}")
+        return
     rows = [measure(clips[name](), args.repeat) for name in chosen]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}"
     print(f"CPU seconds per media second (fastest of {args.repeat}); machine: {machine}")
