@@ -41,7 +41,7 @@ def chromium_binary() -> str:
 
 
 def _run(url: str, flags: list[str], *, timeout_s: float) -> str:
-    with tempfile.TemporaryDirectory(prefix="vqa-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="vqa-chromium-", ignore_cleanup_errors=True) as profile:
         command = [
             chromium_binary(),
             "--headless",

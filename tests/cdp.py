@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -80,7 +82,9 @@ class LivePage:
 @contextmanager
 def live_page(url: str, *, width: int = 1400, height: int = 1100, timeout_s: float = 30) -> Iterator[LivePage]:
     """Chromium (fresh profile, headless) showing `url`, for as long as the block runs."""
-    with tempfile.TemporaryDirectory(prefix="vqa-cdp-") as profile:
+    # Chromium's helper processes may still be writing the profile as they go: its removal
+    # must not fail the test.
+    with tempfile.TemporaryDirectory(prefix="vqa-cdp-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -89,6 +93,7 @@ def live_page(url: str, *, width: int = 1400, height: int = 1100, timeout_s: flo
                 "about:blank",
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its renderer and helper processes go with it
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -111,5 +116,8 @@ def live_page(url: str, *, width: int = 1400, height: int = 1100, timeout_s: flo
             finally:
                 ws.close()
         finally:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait(timeout=10)
