@@ -21,11 +21,11 @@ import temporalio.client
 from temporalio.client import Client
 from temporalio.worker import ActivityInboundInterceptor, ActivityOutboundInterceptor, Interceptor
 
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from vqa.runtime import build_worker, connect
 from workflows import StreamMonitorWorkflow
 
-from .conftest import TemporalServer, run_async
+from .conftest import TemporalServer, run_async, start_stream
 
 
 def segment(clip: Path, directory: Path, *, segment_s: float = 1.0) -> list[tuple[str, float]]:
@@ -200,22 +200,22 @@ class HeartbeatCounter(temporalio.client.Interceptor, Interceptor):
 def analyse_live(
     server: TemporalServer, task_queue: str, request: StreamRequest, live: LivePlaylist, *,
     on_status: Callable[[StreamStatus], None] | None = None, interceptors: list[Interceptor] | None = None,
+    stop_when: Callable[[StreamStatus], bool] | None = None,
 ) -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
     """Run the stream on a worker while `live` publishes; returns the report and, about every
-    0.25 s, the live edge then and the stream's status (each also handed to `on_status`)."""
+    0.25 s, the live edge then and the stream's status (each also handed to `on_status`).
+    `stop_when`: the stream gets the `stop` signal once a status satisfies it."""
 
     async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
         client = await connect(server.settings(task_queue))
         if interceptors:  # the worker uses the client's worker interceptors
             client = Client(**{**client.config(), "interceptors": interceptors})
         async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
-                result_type=StreamReport,
-            )
+            handle = await start_stream(client, task_queue, request)
             live.start()
             seen: list[tuple[float, StreamStatus]] = []
             result = asyncio.ensure_future(handle.result())
+            stopped = False
             while not result.done():
                 try:
                     seen.append((live.edge_s(), await handle.query(StreamMonitorWorkflow.status)))
@@ -224,6 +224,9 @@ def analyse_live(
                 else:
                     if on_status is not None:
                         on_status(seen[-1][1])
+                    if stop_when is not None and not stopped and stop_when(seen[-1][1]):
+                        await handle.signal(StreamMonitorWorkflow.stop)
+                        stopped = True
                 await asyncio.sleep(0.25)
             return await result, seen
 

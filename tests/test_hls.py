@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from detectors.runs import event_id
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.runtime import connect
 from vqa.synth import ClipSpec, Segment, make_clip
-from workflows import StreamMonitorWorkflow
 
 from . import hls, media
 from .conftest import TemporalServer, run_async, running_worker, start_stream
@@ -196,22 +194,13 @@ def test_stop_ends_a_live_stream(
     directory, segments = segmented
     server = hls.StaticServer(directory)
     live = hls.LivePlaylist(directory, segments, initial=5, pace_s=3600, end=False)  # never grows, never ends
+    request = StreamRequest(
+        stream_id=f"stop-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8", window_seconds=1.0,
+        heartbeat_timeout_s=2.0,  # cancellation reaches a heartbeating activity within about that
+    )
     try:
-        async def scenario() -> StreamReport:
-            async with running_worker(temporal_server, task_queue) as client:
-                request = StreamRequest(
-                    stream_id=f"stop-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8", window_seconds=1.0,
-                    heartbeat_timeout_s=2.0,  # cancellation reaches a heartbeating activity within about that
-                )
-                handle = await start_stream(client, task_queue, request)
-                live.start()
-                # The five published seconds are analysed; the sixth window waits for media.
-                while (await handle.query(StreamMonitorWorkflow.status)).windows_done < 5:
-                    await asyncio.sleep(0.2)
-                await handle.signal(StreamMonitorWorkflow.stop)
-                return await handle.result()
-
-        report = run_async(scenario())
+        # The five published seconds are analysed; the sixth window waits for media.
+        report, _ = hls.analyse_live(temporal_server, task_queue, request, live, stop_when=lambda s: s.windows_done >= 5)
     finally:
         live.stop()
         server.close()

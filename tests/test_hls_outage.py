@@ -9,7 +9,6 @@ stopped; it closes when segments come again, or where the stream is stopped.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import threading
@@ -22,12 +21,11 @@ import pytest
 
 import activities.media
 from activities.hls import load_playlist
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus
+from vqa.contracts import StreamRequest, StreamStatus
 from vqa.synth import ClipSpec, Segment, make_clip
-from workflows import StreamMonitorWorkflow
 
 from . import hls, media
-from .conftest import TemporalServer, run_async, running_worker, start_stream
+from .conftest import TemporalServer
 
 OUTAGE_AFTER = 6  # segments (1 s each) delivered before the outage
 OUTAGE_S = 4.0
@@ -190,16 +188,8 @@ def test_an_undated_playlist_that_never_resumes_is_signal_loss_until_stopped(
     request = StreamRequest(stream_id=f"stall-stop-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8",
                             window_seconds=window_s)
     try:
-        async def scenario() -> StreamReport:
-            async with running_worker(temporal_server, task_queue) as client:
-                handle = await start_stream(client, task_queue, request)
-                live.start()
-                while _lost_tracks(await handle.query(StreamMonitorWorkflow.status)) != {"video", "audio"}:
-                    await asyncio.sleep(0.2)
-                await handle.signal(StreamMonitorWorkflow.stop)
-                return await handle.result()
-
-        report = run_async(scenario())
+        report, _ = hls.analyse_live(temporal_server, task_queue, request, live,
+                                     stop_when=lambda s: _lost_tracks(s) == {"video", "audio"})
     finally:
         live.stop()
         server.close()

@@ -64,6 +64,17 @@ async def _activity_events(handle: WorkflowHandle) -> list[tuple[str, str, int]]
     return out
 
 
+def _run(temporal_server: TemporalServer, task_queue: str, request: StreamRequest) -> tuple[StreamReport, list[tuple[str, str, int]]]:
+    """The stream to its report on a worker in this process, and its activity events."""
+
+    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
+        async with running_worker(temporal_server, task_queue) as client:
+            handle = await start_stream(client, task_queue, request)
+            return await handle.result(), await _activity_events(handle)
+
+    return run_async(scenario())
+
+
 def _expected_ids(report: StreamReport) -> set[str]:
     """Each defect of the report is one event, opened once and closed once."""
     return {
@@ -113,12 +124,7 @@ def test_the_workers_own_target_is_used_and_no_target_costs_nothing(  # type: ig
     request = _request(f"notify-{target}", clips("main"))
     assert request.notify_url is None
 
-    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await start_stream(client, task_queue, request)
-            return await handle.result(), await _activity_events(handle)
-
-    report, events = run_async(scenario())
+    report, events = _run(temporal_server, task_queue, request)
     assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
     notifies = sum(1 for e in events if e[:2] == ("scheduled", "notify_defects"))
     if target == "worker-webhook":
@@ -134,12 +140,7 @@ def _one_batch(temporal_server: TemporalServer, task_queue: str, clips, receiver
     one notify_defects activity, in order. Returns the report and the activity events."""
     request = _request(name, clips("main"), notify_url=receiver.url).model_copy(update={"window_seconds": 40.0})
 
-    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await start_stream(client, task_queue, request)
-            return await handle.result(), await _activity_events(handle)
-
-    report, events = run_async(scenario())
+    report, events = _run(temporal_server, task_queue, request)
     assert report.status == "completed" and report.windows == 1
     assert media.match(report.defects, media.MAIN_TRUTH) == []
     assert sum(1 for e in events if e[:2] == ("scheduled", "notify_defects")) == 1, "one batch"
@@ -181,12 +182,7 @@ def test_a_webhook_down_at_first_gets_every_event_and_never_holds_the_analysis( 
     receiver.fail_first = 3  # 503, 503, 503: retried after 1, 2 and 4 s
     request = _request("notify-down", clips("main"), notify_url=receiver.url)
 
-    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await start_stream(client, task_queue, request)
-            return await handle.result(), await _activity_events(handle)
-
-    report, events = run_async(scenario())
+    report, events = _run(temporal_server, task_queue, request)
     assert report.status == "completed" and media.match(report.defects, media.MAIN_TRUTH) == []
     assert receiver.refused == 3
     _check_delivered(receiver, report)
@@ -204,12 +200,7 @@ def test_a_webhook_down_for_the_whole_run_does_not_fail_the_stream(  # type: ign
     nobody = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there: connection refused
     request = _request("notify-dead", clips("main"), notify_url=nobody, notify_wait_s=2.0)
 
-    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await start_stream(client, task_queue, request)
-            return await handle.result(), await _activity_events(handle)
-
-    report, events = run_async(scenario())
+    report, events = _run(temporal_server, task_queue, request)
     assert report.status == "completed" and report.windows == 8
     assert media.match(report.defects, media.MAIN_TRUTH) == []
     assert any(e[:2] == ("scheduled", "notify_defects") for e in events)
@@ -219,12 +210,7 @@ def test_a_webhook_down_for_the_whole_run_does_not_fail_the_stream(  # type: ign
 def test_a_clean_stream_schedules_no_notification(temporal_server: TemporalServer, task_queue: str, clips, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
     request = _request("notify-clean", clips("clean"), notify_url=receiver.url)
 
-    async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
-        async with running_worker(temporal_server, task_queue) as client:
-            handle = await start_stream(client, task_queue, request)
-            return await handle.result(), await _activity_events(handle)
-
-    report, events = run_async(scenario())
+    report, events = _run(temporal_server, task_queue, request)
     assert report.status == "completed" and report.defects == []
     assert receiver.requests == [] and receiver.refused == 0
     assert [e for e in events if e[1] == "notify_defects"] == []
