@@ -1,7 +1,8 @@
 """Cost of our design against the per-second, per-detector design it replaced, measured.
 
-    python -m bench.cost [--clip real|1080p|all] [--seconds 60] [--window-seconds 10] [--no-scale-out]
-                         [--scale-out-designs ours,baseline] [--scale-out-seconds 40] [--results DIR] [--replot]
+    python -m bench.cost [--clip real|1080p|all] [--seconds 60] [--window-seconds 10] [--repeat 3]
+                         [--warmup-seconds 5] [--no-scale-out] [--scale-out-designs ours,baseline]
+                         [--scale-out-seconds 40] [--results DIR] [--replot]
 
 Both designs run in one invocation against the same real servers (a Temporal dev
 server and SeaweedFS as S3, started here on free ports), on the same clips, with
@@ -11,7 +12,10 @@ the same detectors and the same decoder:
   - baseline: bench/baseline (PerSecondWorkflow: per second, `convert_second` PUTs the
     frames and audio to S3, then one `detect_second` activity per detector GETs them).
 
-Each design's worker is its own process. Counted, per stream-minute: workflow history
+Each design's worker is its own process, warmed up on a few seconds of the clip
+(uncounted), then the designs take turns, --repeat streams each on the same warm
+workers; times are the median of the repeats, counts must agree between them.
+Counted, per stream-minute: workflow history
 events, activities, Temporal Cloud billable actions (from the histories by the rules
 in bench/counting.py, plus heartbeats and queries from the server's own `action`
 metric, which is also reported whole as a cross-check), the Step Functions state
@@ -33,6 +37,7 @@ import os
 import platform
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -207,6 +212,18 @@ class Worker:
     def pid(self) -> int:
         return self.process.pid
 
+    def counts(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The worker's S3 counts so far (SIGUSR1), without stopping it."""
+        snapshot = Path(str(self.stats) + ".snapshot")
+        snapshot.unlink(missing_ok=True)
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while not snapshot.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.design} worker gave no counts; see {self.log}")
+            time.sleep(0.05)
+        return dict(json.loads(snapshot.read_text()))["s3"]
+
     def stop(self) -> dict[str, Any]:
         """SIGTERM; the worker finishes and writes its counts."""
         self.process.send_signal(signal.SIGTERM)
@@ -221,22 +238,83 @@ class Worker:
 HEAVY_GROUP = ("blockiness", "blur")  # the second group of the "ours-groups" design
 
 
-def _merged_s3(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two workers' S3 counter snapshots, added up."""
+def _merged_s3(*snapshots: dict[str, Any]) -> dict[str, Any]:
+    """Workers' S3 counter snapshots, added up."""
     requests: dict[str, Counter[str]] = defaultdict(Counter)
-    for snapshot in (a, b):
+    up: Counter[str] = Counter()
+    down: Counter[str] = Counter()
+    for snapshot in snapshots:
         for category, ops in snapshot.get("requests", {}).items():
             requests[category].update(ops)
+        up.update(snapshot.get("bytes_up", {}))
+        down.update(snapshot.get("bytes_down", {}))
+    return {"requests": {c: dict(ops) for c, ops in requests.items()}, "bytes_up": dict(up), "bytes_down": dict(down)}
+
+
+def _s3_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """What a worker's S3 counts grew by between two snapshots."""
+    requests = {}
+    for category, ops in after.get("requests", {}).items():
+        grown = Counter(ops)
+        grown.subtract(before.get("requests", {}).get(category, {}))
+        if +grown:
+            requests[category] = dict(+grown)
     return {
-        "requests": {c: dict(ops) for c, ops in requests.items()},
-        "bytes_up": dict(Counter(a.get("bytes_up", {})) + Counter(b.get("bytes_up", {}))),
-        "bytes_down": dict(Counter(a.get("bytes_down", {})) + Counter(b.get("bytes_down", {}))),
+        "requests": requests,
+        "bytes_up": dict(+(Counter(after.get("bytes_up", {})) - Counter(before.get("bytes_up", {})))),
+        "bytes_down": dict(+(Counter(after.get("bytes_down", {})) - Counter(before.get("bytes_down", {})))),
     }
 
 
-def _cpu(servers: Servers, worker: Worker, group_worker: Worker | None = None) -> dict[str, float]:
+@dataclass
+class DesignWorkers:
+    """One design's worker process(es), kept running across that design's streams (as in
+    production, where a worker serves stream after stream)."""
+
+    design: str
+    concurrency: int
+    worker: Worker
+    group_worker: Worker | None = None  # "ours-groups": the second detector group's worker
+    group: tuple[str, ...] = ()
+
+    @classmethod
+    def start(cls, servers: Servers, design: str, *, detectors: dict[str, Track], directory: Path,
+              max_concurrent: int | None = None) -> DesignWorkers:
+        # Ours: the product's default, a window per CPU; the baseline: a whole Map state at once,
+        # as Step Functions would run its detector functions.
+        concurrency = max_concurrent or ((os.cpu_count() or 2) if design != "baseline" else len(detectors) + 1)
+        worker = Worker(servers, "ours" if design == "ours-groups" else design, max_concurrent=concurrency,
+                        directory=directory)
+        # "ours-groups": the heavy detectors as a second group, on a second worker process and queue.
+        group = tuple(d for d in HEAVY_GROUP if d in detectors) if design == "ours-groups" else ()
+        try:
+            group_worker = Worker(servers, "ours", max_concurrent=1, directory=directory, group=list(group)) if group else None
+        except BaseException:
+            worker.stop()
+            raise
+        return cls(design, concurrency, worker, group_worker, group)
+
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.worker, *([self.group_worker] if self.group_worker else [])]
+
+    def cpu_s(self) -> float:
+        return sum(cpu_seconds(w.pid) for w in self.workers)
+
+    def peak_rss_bytes(self) -> int:
+        return sum(peak_rss_bytes(w.pid) for w in self.workers)
+
+    def s3_counts(self) -> dict[str, Any]:
+        return _merged_s3(*(w.counts() for w in self.workers))
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+def _cpu(servers: Servers, workers: DesignWorkers) -> dict[str, float]:
     return {
-        "worker": cpu_seconds(worker.pid) + (cpu_seconds(group_worker.pid) if group_worker else 0.0),
+        "worker": workers.cpu_s(),
         "temporal_server": cpu_seconds(servers.temporal.pid),
         "s3_server": cpu_seconds(servers.s3.process.pid),
     }
@@ -262,59 +340,46 @@ def _client_settings(servers: Servers, task_queue: str) -> Settings:
 
 async def run_design(
     servers: Servers,
-    design: str,
+    workers: DesignWorkers,
     *,
     source: str,
     media: MediaInfo,
     detectors: dict[str, Track],
-    directory: Path,
-    max_concurrent: int | None = None,
     window_seconds: float = 10.0,
 ) -> dict[str, Any]:
-    """Analyse `source` once with `design` and count everything it cost (`window_seconds`: ours)."""
+    """Analyse `source` once with `workers.design` and count everything it cost (`window_seconds`: ours)."""
+    design = workers.design
     run_id = uuid.uuid4().hex[:8]
     stream_id = f"cost-{design}-{run_id}"
-    # Ours: the product's default, a window per CPU; the baseline: a whole Map state at once,
-    # as Step Functions would run its detector functions.
-    concurrency = max_concurrent or ((os.cpu_count() or 2) if design != "baseline" else len(detectors) + 1)
-    worker = Worker(servers, "ours" if design == "ours-groups" else design, max_concurrent=concurrency,
-                    directory=directory)
-    # "ours-groups": the heavy detectors as a second group, on a second worker process and queue.
-    group = [d for d in HEAVY_GROUP if d in detectors] if design == "ours-groups" else []
-    group_worker = Worker(servers, "ours", max_concurrent=1, directory=directory, group=group) if group else None
-    try:
-        client = await connect(_client_settings(servers, worker.task_queue))
-        actions_before = await _settled_actions(servers)
-        cpu_before = _cpu(servers, worker, group_worker)
-        started = time.perf_counter()
-        if design in ("ours", "ours-groups"):
-            handle = await client.start_workflow(
-                StreamMonitorWorkflow.run,
-                StreamRequest(stream_id=stream_id, source=source, detectors=list(detectors),
-                              window_seconds=window_seconds, results=f"s3://{RESULTS_BUCKET}/{design}",
-                              detector_groups={group_worker.task_queue: group} if group_worker else {}),
-                id=workflow_id_for(stream_id), task_queue=worker.task_queue,
-            )
-        else:
-            handle = await client.start_workflow(
-                PerSecondWorkflow.run,
-                PerSecondRequest(stream_id=stream_id, source=source, detectors=detectors,
-                                 frames=f"s3://{FRAMES_BUCKET}/{run_id}", results=f"s3://{RESULTS_BUCKET}/{design}"),
-                id=f"per-second-{stream_id}", task_queue=worker.task_queue,
-            )
-        report: StreamReport = await handle.result()
-        wall_s = time.perf_counter() - started
-        cpu_after = _cpu(servers, worker, group_worker)
-        peak_rss = peak_rss_bytes(worker.pid) + (peak_rss_bytes(group_worker.pid) if group_worker else 0)
-        actions_after = await _settled_actions(servers)
-    finally:
-        stats = worker.stop()
-        if group_worker is not None:
-            stats = {"s3": _merged_s3(stats["s3"], group_worker.stop()["s3"])}
+    client = await connect(_client_settings(servers, workers.worker.task_queue))
+    actions_before = await _settled_actions(servers)
+    s3_before = workers.s3_counts()
+    cpu_before = _cpu(servers, workers)
+    started = time.perf_counter()
+    if design in ("ours", "ours-groups"):
+        group_queue = workers.group_worker.task_queue if workers.group_worker else None
+        handle = await client.start_workflow(
+            StreamMonitorWorkflow.run,
+            StreamRequest(stream_id=stream_id, source=source, detectors=list(detectors),
+                          window_seconds=window_seconds, results=f"s3://{RESULTS_BUCKET}/{design}",
+                          detector_groups={group_queue: list(workers.group)} if group_queue else {}),
+            id=workflow_id_for(stream_id), task_queue=workers.worker.task_queue,
+        )
+    else:
+        handle = await client.start_workflow(
+            PerSecondWorkflow.run,
+            PerSecondRequest(stream_id=stream_id, source=source, detectors=detectors,
+                             frames=f"s3://{FRAMES_BUCKET}/{run_id}", results=f"s3://{RESULTS_BUCKET}/{design}"),
+            id=f"per-second-{stream_id}", task_queue=workers.worker.task_queue,
+        )
+    report: StreamReport = await handle.result()
+    wall_s = time.perf_counter() - started
+    cpu_after = _cpu(servers, workers)
+    actions_after = await _settled_actions(servers)
+    s3 = summarise_s3(_s3_delta(workers.s3_counts(), s3_before))
     history = await count_history(client, handle.id, handle.first_execution_run_id or handle.result_run_id or "")
     server_delta = actions_after - actions_before
     extra = not_in_history_actions(server_delta)
-    s3 = summarise_s3(stats["s3"])
     if design == "baseline":
         empty_bucket(servers, FRAMES_BUCKET, f"{run_id}/")  # disk space; deletes are free and uncounted
     return {
@@ -322,10 +387,10 @@ async def run_design(
         "workflow_id": handle.id,
         "stream_seconds": report.media.duration_s if report.media else media.duration_s,
         "detectors": list(detectors),
-        "max_concurrent_activities": concurrency,
+        "max_concurrent_activities": workers.concurrency,
         "wall_s": wall_s,
         "cpu_s": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
-        "worker_peak_rss_bytes": peak_rss,
+        "worker_peak_rss_bytes": workers.peak_rss_bytes(),
         "history": history.as_dict(),
         "heartbeats": extra["heartbeats"],
         "queries": extra["queries"],
@@ -339,6 +404,36 @@ async def run_design(
     }
 
 
+def _counted(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What a run counts (as opposed to times): the same in every repeat of a design."""
+    return (run["billable_actions"], run["history"]["activities_scheduled"], run["s3"]["operations"],
+            run["s3"]["bytes_up"], run["step_functions"], run["defects"])
+
+
+def combine_repeats(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One design's repeated runs as one: the counts of the first (whether every repeat counted
+    the same is `counts_identical`), the median of each CPU and wall time, the highest peak
+    RSS, and every repeat's times under "each_run"."""
+    first = repeats[0]
+    combined = dict(first)
+    combined["counts_identical"] = all(_counted(other) == _counted(first) for other in repeats[1:])
+    if not combined["counts_identical"]:  # e.g. a retried S3 request: kept, and said
+        print(f"warning: {first['design']}'s repeats counted differently; the first run's counts are shown",
+              flush=True)
+    combined["cpu_s"] = {k: statistics.median(r["cpu_s"][k] for r in repeats) for k in first["cpu_s"]}
+    combined["wall_s"] = statistics.median(r["wall_s"] for r in repeats)
+    combined["worker_peak_rss_bytes"] = max(r["worker_peak_rss_bytes"] for r in repeats)
+    combined["repeats"] = len(repeats)
+    combined["each_run"] = {
+        "workflow_id": [r["workflow_id"] for r in repeats],
+        "worker_cpu_s": [r["cpu_s"]["worker"] for r in repeats],
+        "all_cpu_s": [sum(r["cpu_s"].values()) for r in repeats],
+        "wall_s": [r["wall_s"] for r in repeats],
+        "history_events": [r["history"]["events"] for r in repeats],
+    }
+    return combined
+
+
 async def compare(
     servers: Servers,
     clip: Path,
@@ -347,9 +442,15 @@ async def compare(
     detector_names: list[str] | None = None,
     window_seconds: float = 10.0,
     with_groups: bool = False,
+    repeat: int = 1,
+    warmup: Path | None = None,
 ) -> dict[str, Any]:
     """Both designs on one clip, uploaded to S3 first; returns both runs and the per-minute figures.
 
+    Each design's worker first analyses `warmup` (a few seconds of the same media), uncounted:
+    a worker that runs for months pays its imports and first connections once, not per stream.
+    Then the designs take turns, `repeat` streams each, on the same warm workers; CPU and wall
+    time are the median of the repeats (`combine_repeats`).
     `with_groups`: ours once more, with blockiness and blur as a second detector group on a
     second worker (what a second group costs)."""
     from activities.media import probe
@@ -360,18 +461,37 @@ async def compare(
     key = f"{uuid.uuid4().hex[:6]}/{clip.name}"
     servers.admin().upload_file(str(clip), SOURCE_BUCKET, key)
     source = f"s3://{SOURCE_BUCKET}/{key}"
-    runs = {}
-    for design in ("ours", "baseline", *(["ours-groups"] if with_groups else [])):
-        runs[design] = await run_design(
-            servers, design, source=source, media=media, detectors=detectors, directory=directory,
-            window_seconds=window_seconds,
-        )
-        runs[design]["decode_only_cpu_s"] = decode_only
+    warmup_source = None
+    if warmup is not None:
+        warmup_key = f"{uuid.uuid4().hex[:6]}/warmup-{warmup.name}"
+        servers.admin().upload_file(str(warmup), SOURCE_BUCKET, warmup_key)
+        warmup_source = f"s3://{SOURCE_BUCKET}/{warmup_key}"
+    designs = ("ours", "baseline", *(["ours-groups"] if with_groups else []))
+    started: dict[str, DesignWorkers] = {}
+    repeats: dict[str, list[dict[str, Any]]] = {d: [] for d in designs}
+    try:
+        for design in designs:
+            started[design] = DesignWorkers.start(servers, design, detectors=detectors, directory=directory)
+            if warmup_source is not None:
+                await run_design(servers, started[design], source=warmup_source, media=probe(str(warmup)),
+                                 detectors=detectors, window_seconds=window_seconds)
+        for _ in range(repeat):
+            for design in designs:
+                repeats[design].append(await run_design(
+                    servers, started[design], source=source, media=media, detectors=detectors,
+                    window_seconds=window_seconds,
+                ))
+    finally:
+        for workers in started.values():
+            workers.stop()
+    runs = {design: combine_repeats(found) | {"decode_only_cpu_s": decode_only} for design, found in repeats.items()}
     return {
         "clip": clip.name,
         "media": media.model_dump(),
         "detectors": detectors,
         "window_seconds": window_seconds,
+        "repeat": repeat,
+        "warmup": warmup.name if warmup is not None else None,
         "runs": runs,
         "lines": lines(runs),
         **({"group_cost": group_cost(runs)} if with_groups else {}),
@@ -598,6 +718,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-out-designs", default="ours,baseline")
     parser.add_argument("--scale-out-seconds", type=float, default=40.0, help="length of each live stream")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="streams per design and clip, the designs taking turns; CPU and wall time: the median")
+    parser.add_argument("--warmup-seconds", type=float, default=5.0,
+                        help="each design's worker first analyses this much of the clip, uncounted (0: none)")
     parser.add_argument("--decode-threads", type=int, default=1,
                         help="decoder threads per activity in both designs' workers (0: the product's adaptive default)")
     parser.add_argument("--replot", action="store_true",
@@ -619,6 +743,8 @@ def main(argv: list[str] | None = None) -> None:
     makers = {"real": real_clip, "1080p": synthetic_1080p_clip}
     chosen = list(makers) if args.clip == "all" else [args.clip]
     clips = [makers[name](args.seconds) for name in chosen]
+    warmups = {clip.key: makers[clip.key](args.warmup_seconds).path if args.warmup_seconds > 0 else None
+               for clip in clips}
     info = machine()
     started = dt.datetime.now(dt.timezone.utc)
     print(f"machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, {info['platform']}", flush=True)
@@ -628,7 +754,8 @@ def main(argv: list[str] | None = None) -> None:
         for clip in clips:
             print(f"\n== {clip.label}: {clip.path.name}, both designs ...", flush=True)
             result = asyncio.run(compare(servers, clip.path, directory=Path(tmp), window_seconds=args.window_seconds,
-                                         with_groups=not args.no_groups))
+                                         with_groups=not args.no_groups, repeat=args.repeat,
+                                         warmup=warmups[clip.key]))
             result |= {"key": clip.key, "label": clip.label, "targets": targets(result)}
             results.append(result)
             print(table(result), flush=True)

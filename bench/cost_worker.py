@@ -6,8 +6,9 @@
 the window activities); `baseline` runs PerSecondWorkflow with the product's probe and
 report activities plus `convert_second` and `detect_second`. Every S3 request its boto3
 clients send is counted (bench/counting.py); FILE gets the counts when the worker stops
-(SIGTERM), and FILE.ready appears once it polls. Settings come from the environment, as
-for `worker.py`; VQA_BENCH_S3_CATEGORIES (JSON: bucket -> category) names the buckets.
+(SIGTERM), FILE.snapshot the counts so far on SIGUSR1, and FILE.ready appears once it
+polls. Settings come from the environment, as for `worker.py`; VQA_BENCH_S3_CATEGORIES
+(JSON: bucket -> category) names the buckets.
 """
 
 from __future__ import annotations
@@ -65,12 +66,18 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # SIGUSR1: the counts so far, to FILE.snapshot (a warm worker runs several streams in a row).
+    loop.add_signal_handler(signal.SIGUSR1, _write_counts, args.stats + ".snapshot")
     async with worker:
         Path(args.stats + ".ready").write_text(str(os.getpid()))
         await stop.wait()
-    tmp = Path(args.stats + ".tmp")
+    _write_counts(args.stats)
+
+
+def _write_counts(path: str) -> None:
+    tmp = Path(path + ".tmp")
     tmp.write_text(json.dumps({"s3": _COUNTER.snapshot()}))
-    tmp.replace(args.stats)
+    tmp.replace(path)
 
 
 def main() -> None:

@@ -1,13 +1,16 @@
 """The cost benchmark (bench/cost.py) on a tiny clip against real servers: its counting is exact.
 
 Both designs analyse a 6 s clip with three detectors on a real Temporal dev server
-and a real S3 server (SeaweedFS). What the per-second design must cost is known
-in advance, request by request, so any drift in the counters shows here.
+and a real S3 server (SeaweedFS), twice each, on workers warmed up by a 2 s clip.
+What the per-second design must cost per stream is known in advance, request by
+request, so any drift in the counters, or a warm-up or repeat counted into a
+stream, shows here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from vqa.synth import ClipSpec, Segment, make_clip
 pytestmark = pytest.mark.integration
 
 SECONDS = 6
+REPEAT = 2  # streams per design, on warm workers (after a 2 s warm-up stream each)
 DETECTORS = ["black", "silence", "signal_loss"]  # a video, an audio and an "av" detector
 TINY = ClipSpec(
     duration_s=float(SECONDS),
@@ -40,7 +44,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 def result(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     directory = tmp_path_factory.mktemp("bench-cost")
     clip = make_clip(directory / "tiny.mp4", TINY)
-    return asyncio.run(compare(servers, clip, directory=directory, detector_names=DETECTORS))
+    warmup = make_clip(directory / "warmup.mp4", ClipSpec(duration_s=2.0, keyframe_interval_s=1.0))
+    return asyncio.run(compare(servers, clip, directory=directory, detector_names=DETECTORS,
+                               repeat=REPEAT, warmup=warmup))
 
 
 def test_the_per_second_design_costs_exactly_what_its_shape_says(result: dict[str, Any]) -> None:
@@ -103,3 +109,14 @@ def test_table_and_chart(result: dict[str, Any], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     chart([result | {"label": "tiny"}], tmp_path / "cost.png", title="test")
     assert (tmp_path / "cost.png").stat().st_size > 10_000
+
+
+def test_repeats_on_warm_workers_count_the_same_and_report_the_median(result: dict[str, Any]) -> None:
+    for design, run in result["runs"].items():
+        each = run["each_run"]
+        assert run["repeats"] == REPEAT and len(set(each["workflow_id"])) == REPEAT, design
+        assert run["counts_identical"], design  # the exact counts above hold for every repeat
+        assert run["cpu_s"]["worker"] == statistics.median(each["worker_cpu_s"]), design
+        assert run["wall_s"] == statistics.median(each["wall_s"]), design
+        assert all(cpu > 0 for cpu in each["worker_cpu_s"]), design
+    assert result["warmup"] == "warmup.mp4"
