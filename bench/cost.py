@@ -14,10 +14,10 @@ the same detectors and the same decoder:
 
 Each design's worker is its own process, warmed up on a few seconds of the clip
 (uncounted), then the designs take turns, --repeat streams each on the same warm
-workers; times are the median of the repeats, counts must agree between them.
-Counted, per stream-minute: workflow history
-events, activities, Temporal Cloud billable actions (from the histories by the rules
-in bench/counting.py, plus heartbeats and queries from the server's own `action`
+workers; times are the median of the repeats, and whether their counts agree is
+recorded (`counts_identical`). Counted, per stream-minute: workflow history events,
+activities, Temporal Cloud billable actions (from the histories by the rules in
+bench/counting.py, plus heartbeats and queries from the server's own `action`
 metric, which is also reported whole as a cross-check), the Step Functions state
 transitions of the same shape (from the activities that ran), S3 requests by price
 class and bytes (botocore hooks in the worker), worker CPU seconds, wall time and peak
