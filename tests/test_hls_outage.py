@@ -15,13 +15,14 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
 import pytest
 
 import activities.media
 from activities.hls import load_playlist
-from vqa.contracts import StreamRequest, StreamStatus
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from vqa.synth import ClipSpec, Segment, make_clip
 
 from . import hls, media
@@ -140,13 +141,31 @@ def _lost_tracks(status: StreamStatus) -> set[str]:
     return {d.track for d in status.open_defects if d.kind == "signal_loss"}
 
 
+UNDATED_WINDOW_S = 2.0
+
+
+def _analyse_undated(
+    temporal_server: TemporalServer, task_queue: str, directory: Path, live: hls.LivePlaylist, name: str,
+    **options: Any,
+) -> StreamReport:
+    """Serve `directory` over HTTP and analyse its live playlist, in 2 s windows, while `live`
+    publishes (`options`: for hls.analyse_live); both are stopped afterwards."""
+    server = hls.StaticServer(directory)
+    request = StreamRequest(stream_id=f"{name}-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8",
+                            window_seconds=UNDATED_WINDOW_S)
+    try:
+        return hls.analyse_live(temporal_server, task_queue, request, live, **options)[0]
+    finally:
+        live.stop()
+        server.close()
+
+
 def test_an_undated_playlist_that_stops_growing_is_signal_loss_until_segments_resume(
     temporal_server: TemporalServer, task_queue: str, undated: tuple[Path, list[tuple[str, float]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(activities.media, "LIVE_STALL_S", 3.0)
     directory, segments = undated
-    server = hls.StaticServer(directory)
     # Holds at 6 s until the loss shows in the status, then goes on in real time (a segment a
     # second, well within the stall time): the window after the stalled one gets its media.
     live = hls.LivePlaylist(directory, segments, initial=2, hold_after=OUTAGE_AFTER)
@@ -157,14 +176,7 @@ def test_an_undated_playlist_that_stops_growing_is_signal_loss_until_segments_re
             edge_when_lost.append(live.edge_s())
             live.resume()
 
-    window_s = 2.0
-    try:
-        request = StreamRequest(stream_id=f"stall-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8",
-                                window_seconds=window_s)
-        report, _ = hls.analyse_live(temporal_server, task_queue, request, live, on_status=resume_once_lost)
-    finally:
-        live.stop()
-        server.close()
+    report = _analyse_undated(temporal_server, task_queue, directory, live, "stall", on_status=resume_once_lost)
     assert edge_when_lost and edge_when_lost[0] == OUTAGE_AFTER * 1.0, "the loss opened while the playlist stood still"
     assert report.status == "completed", report.error
     assert report.media is not None and report.media.duration_s == pytest.approx(12.0, abs=0.2)
@@ -182,20 +194,12 @@ def test_an_undated_playlist_that_never_resumes_is_signal_loss_until_stopped(
 ) -> None:
     monkeypatch.setattr(activities.media, "LIVE_STALL_S", 1.0)
     directory, segments = undated
-    server = hls.StaticServer(directory)
     live = hls.LivePlaylist(directory, segments, initial=OUTAGE_AFTER, pace_s=3600, end=False)  # never grows, never ends
-    window_s = 2.0
-    request = StreamRequest(stream_id=f"stall-stop-{os.urandom(3).hex()}", source=f"{server.url}/live.m3u8",
-                            window_seconds=window_s)
-    try:
-        report, _ = hls.analyse_live(temporal_server, task_queue, request, live,
-                                     stop_when=lambda s: _lost_tracks(s) == {"video", "audio"})
-    finally:
-        live.stop()
-        server.close()
+    report = _analyse_undated(temporal_server, task_queue, directory, live, "stall-stop",
+                              stop_when=lambda s: _lost_tracks(s) == {"video", "audio"})
     assert report.status == "stopped", report.error
-    stopped_at = report.windows * window_s
-    assert report.windows > OUTAGE_AFTER / window_s and report.media is not None
+    stopped_at = report.windows * UNDATED_WINDOW_S
+    assert report.windows > OUTAGE_AFTER / UNDATED_WINDOW_S and report.media is not None
     assert report.media.duration_s == pytest.approx(stopped_at)
     # Closed by the report where the analysis stopped, one per track.
     assert sorted((d.kind, d.track) for d in report.defects) == [("signal_loss", "audio"), ("signal_loss", "video")]
