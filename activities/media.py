@@ -367,6 +367,41 @@ def _duration(container: av.container.InputContainer, start: float) -> float | N
     return max(ends) - start if ends else None
 
 
+# How far before a window a seek retries when it landed past the window's start.
+_SEEK_BACKOFF_S = (0.0, 1.0, 3.0, 8.0, 20.0)
+
+
+def _seek_before(container: av.container.InputContainer, stream: av.stream.Stream | None, target: float) -> None:
+    """Seek so that decoding starts at a keyframe at or before `target` (seconds).
+
+    A backward seek can still land after its target: MPEG-TS (and other formats
+    without an index) seek by byte position, and the first keyframe found there may
+    lie past it, which would lose the window's first frames. The first keyframe
+    after each seek is checked, and the seek retried earlier until it comes first.
+    """
+    for back in _SEEK_BACKOFF_S:
+        position = max(0.0, target - back)
+        container.seek(int(position * 1e6), backward=True, any_frame=False)
+        if stream is None or position == 0.0 or back == _SEEK_BACKOFF_S[-1]:
+            return
+        first = _first_key_time(container, stream)
+        if first is None or first <= target + 1e-6:
+            container.seek(int(position * 1e6), backward=True, any_frame=False)  # from there again
+            return
+
+
+def _first_key_time(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Time of the first keyframe packet of `stream` read from the current position."""
+    for packet in container.demux(stream):
+        if packet.pts is None or packet.time_base is None:
+            if packet.size == 0:
+                return None  # the end of the file
+            continue
+        if packet.is_keyframe:
+            return float(packet.pts * packet.time_base)
+    return None
+
+
 @dataclass
 class DecodeReport:
     video_frames: int = 0
@@ -449,9 +484,8 @@ def _decode(
         if start_s > 0 and not hls_source:
             # To the keyframe at or before the window: a window that starts on a keyframe
             # (encoders place them every second or two) decodes nothing twice.
-            target = t0 + start_s
             try:
-                container.seek(int(target * 1e6), backward=True, any_frame=False)
+                _seek_before(container, video or audio, t0 + start_s)
             except av.error.FFmpegError as exc:
                 raise UnreadableSourceError(f"cannot seek to {start_s:.3f}s in {source}: {exc.strerror}") from exc
 
@@ -509,6 +543,8 @@ def _decode(
                         report.previous_luma, report.previous_time_s = last_before
                         last_before = None
                     report.video_frames += 1
+                    if video_buffer.field_order is None and video is not None:
+                        video_buffer.field_order = _FIELD_ORDERS.get(int(video.codec_context.field_order or 0))
                     for chunk in video_buffer.add(frame, t):
                         heartbeat(t)
                         yield chunk
@@ -542,6 +578,16 @@ def _decode(
             DECODER_THREADS.release()
 
 
+# FFmpeg's AVFieldOrder: top or bottom field first in time (coded order aside).
+_FIELD_ORDERS = {2: "tff", 4: "tff", 3: "bff", 5: "bff"}
+
+
+def _field_order(interlaced: bool, order: str | None) -> str | None:
+    if not interlaced:
+        return None
+    return order or "tff"  # unsaid: top field first, as most interlaced formats (1080i, 576i DV aside)
+
+
 class _VideoBuffer:
     """Collects decoded frames into chunks of luma views: the frames stay alive while
     their chunk is analysed, so no full picture is copied unless a detector asks."""
@@ -553,14 +599,17 @@ class _VideoBuffer:
         self.keys: list[bool] = []
         self.full_range = False
         self.coarse: np.ndarray | None = None
+        self.interlaced = False
+        self.field_order: str | None = None  # the stream's, once its decoder has said (_FIELD_ORDERS)
 
     def add(self, frame: av.VideoFrame, t: float) -> list[VideoChunk]:
         luma = _luma(frame)
         out: list[VideoChunk] = []
-        if self.planes and self.planes[0].shape != luma.shape:
-            out.extend(self.flush())  # the picture size changed mid-stream
+        if self.planes and (self.planes[0].shape != luma.shape or self.interlaced != frame.interlaced_frame):
+            out.extend(self.flush())  # the picture size or its scan changed mid-stream
         if not self.times:
             self.full_range = frame.format.name in _FULL_RANGE_FORMATS or frame.color_range == _AVCOL_RANGE_JPEG
+            self.interlaced = bool(frame.interlaced_frame)
             step = coarse_stride(luma.shape[0])
             self.coarse = np.empty((VIDEO_CHUNK_FRAMES, *luma[::step, ::step].shape), dtype=np.uint8)
         # The coarse picture the whole-picture detectors share, taken now, while the frame
@@ -586,6 +635,8 @@ class _VideoBuffer:
             keyframe=np.asarray(self.keys, dtype=bool),
             full_range=self.full_range,
             coarse=self.coarse[: len(self.planes)],
+            interlaced=self.interlaced,
+            field_order=_field_order(self.interlaced, self.field_order),
         )
         self.frames, self.planes, self.times, self.keys, self.coarse = [], [], [], [], None
         return [chunk]

@@ -86,6 +86,12 @@ class VideoChunk:
     keyframe: np.ndarray
     full_range: bool = False
     coarse: np.ndarray | None = None  # `luma[:, ::s, ::s]`, s = coarse_stride(height), when the decoder made it
+    # Interlaced pictures: each frame weaves two fields, taken a field period apart, on
+    # alternate lines; `field_order` says which is first in time ("tff": the top field,
+    # lines 0, 2, 4...; "bff": the bottom one). Detectors that measure block or line
+    # structure measure each field on its own lines.
+    interlaced: bool = False
+    field_order: str | None = None
 
 
 @dataclass(frozen=True)

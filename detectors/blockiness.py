@@ -24,6 +24,16 @@ The score is the share of block boundaries showing a step beyond chance: about
 highest quantisers, up to 0.9 when every block is flat. A flat picture scores 0.
 Only one frame per `analysis_interval_s` is analysed: the rule is about
 stretches of half a second, and the cost stays a small part of decoding.
+
+An interlaced frame is scored as a frame and as its two fields (each on its own
+lines), and the lower score counts. Interlaced coders (MPEG-2, H.264 PAFF/MBAFF)
+code each macroblock as a frame or as two fields, so their blocks lie on the
+frame grid or on the field grid; heavy coding blocks both views alike (measured:
+MPEG-2 1080i25 at 2 Mb/s scores 0.14 either way), while a clean picture can
+show steps in one view only: fields taken at different instants step at every
+line of a frame, and frame-coded smooth areas seen as fields. (A 15 Mb/s MPEG-2
+1080i25 freeze scored 0.15 as frames, 0.06 as fields; FFmpeg's blockdetect
+saw no change there.)
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, take_frames
+from .base import Detector, DetectorOptions, DetectorOutput, FrameStack, VideoChunk, take_frames
 from .runs import RunState, RunTracker
 from .sampling import analysis_slots
 
@@ -169,10 +179,20 @@ class BlockinessDetector(Detector):
         if picked.size == 0:
             return
         scores = blockiness_scores(chunk.luma, self.options, picked)
+        if chunk.interlaced:
+            scores = np.minimum(scores, self._field_scores(chunk, picked))
         self.analysed += int(scores.size)
         self.score_total += float(scores.sum())
         self.score_max = max(self.score_max, float(scores.max()))
         self.tracker.track_frames(chunk.times[picked], scores > self.options.threshold, scores)
+
+    def _field_scores(self, chunk: VideoChunk, picked: np.ndarray) -> np.ndarray:
+        """The mean score of the two fields of each picked interlaced frame, each field on its own lines."""
+        fields = [
+            blockiness_scores(FrameStack([chunk.luma[int(i)][parity::2] for i in picked]), self.options)
+            for parity in (0, 1)
+        ]
+        return (fields[0] + fields[1]) / 2
 
     def finish(self) -> DetectorOutput:
         span = self.context.span

@@ -12,11 +12,21 @@ reference (`refresh_max_mafd`) with no 16x16 block changed like motion would
 the frame before (`refine_max_mafd`). Motion changes blocks locally, or
 changes every frame: it ends the freeze.
 Black frames are left to the black detector and never count as frozen.
+
+Where a freeze begins is settled once it has run a while (`_Onset`): a source that
+was nearly still before it froze (a person sitting still: sensor noise of 0.05-0.15
+levels a frame, under the noise level) is not frozen until its frames stop changing
+(there the differences fall to about 0.003), and a freeze that an encoder refines
+after a cut (VP9 and HEVC re-code the held picture for a few hundred milliseconds,
+0.1-1 levels a frame) begins at the cut, not where the refinement settles.
 """
 
 from __future__ import annotations
 
 import base64
+import math
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import Field
@@ -30,7 +40,9 @@ from .base import (
     db_to_amplitude,
     limited_range_level,
 )
-from .runs import RunState, RunTracker
+from vqa.contracts import DefectEvent
+
+from .runs import RunState, RunTracker, find_runs
 
 _BLOCK = 16
 
@@ -50,6 +62,11 @@ class FreezeOptions(DetectorOptions):
     refine_max_mafd: float = Field(
         0.5, ge=0, description="largest frame-to-frame change (luma levels) of encoder refinement between keyframes"
     )
+    still_programme: bool = Field(
+        False,
+        description="the channel is a still picture by design (music or speech over one picture, a slate): "
+        "a freeze from the stream's first frame is not a defect; one after the picture has moved still is",
+    )
     ignore_black: bool = Field(True, description="black frames are reported as black, never as frozen")
     black_pixel_threshold: float = Field(0.10, ge=0, le=1, description="as black.pixel_threshold")
     black_picture_ratio: float = Field(0.98, gt=0, le=1, description="as black.picture_ratio")
@@ -57,6 +74,8 @@ class FreezeOptions(DetectorOptions):
 
 class FreezeState(RunState):
     has_reference: bool = False
+    onset_settled: bool = False  # the open freeze's start was refined (_Onset) and stays
+    first_frame_s: float | None = None  # the stream's first video frame: a freeze from there is `from_start`
     # A thumbnail of the held picture (32x18 block means, base64), so a freeze that runs
     # into a window starting on a keyframe (no frame before it is decoded) is verified.
     reference_print: str | None = None
@@ -97,6 +116,112 @@ def _block_max_mad(diff: np.ndarray, block: int) -> float:
     return float(blocks.mean(axis=(1, 3)).max())
 
 
+# Onset refinement (see the module docstring).
+_ONSET_HORIZON_S = 2.0  # a freeze's start is settled once it has run this long (or ended)
+_ONSET_LOOKBACK_S = 1.5  # how far before a settled freeze an encoder's refinement may reach
+_STILL_MIN_FRAMES = 8  # frames that no longer change, needed to move a start later
+_STILL_RATIO = 5.0  # moving frames change at least this many times more than still ones
+_STILL_FLOOR = 0.004  # levels: changes this small count as none when comparing
+_SMALL_PIXELS = 60_000  # frames kept for the refinement are subsampled to about this size
+
+
+@dataclass
+class _Recent:
+    """A frame of the last few seconds, as onset refinement needs it."""
+
+    t: float
+    picture: np.ndarray | None  # subsampled copy; None for a black frame
+    step: float  # mean absolute difference from the frame before (levels)
+    step_block: float  # largest 16x16 block change from the frame before (levels)
+
+
+class _Onset:
+    """Where a freeze really began, from the frames around the start the rule found.
+
+    - Later, when the frames after that start go on changing a little (a nearly still
+      source under the noise level) until, at once, they stop: the freeze begins at the
+      first frame that no longer changes.
+    - Earlier, when the frames before it are the held picture converging (each one
+      nearer to it, none far from it) back to a frame that a motion step reached: the
+      encoder was refining the held picture from that frame on.
+    """
+
+    def __init__(self, options: FreezeOptions) -> None:
+        self.options = options
+        self.frames: deque[_Recent] = deque()
+        self.scale = 1  # the kept pictures' subsampling of the coarse luma
+        self.keep_s = _ONSET_HORIZON_S + _ONSET_LOOKBACK_S + 0.5
+
+    def add(self, t: float, frame: np.ndarray | None, step: float, step_block: float) -> None:
+        picture = None
+        if frame is not None:
+            k = self.scale = max(1, math.ceil(math.sqrt(frame.size / _SMALL_PIXELS)))
+            picture = np.ascontiguousarray(frame[::k, ::k])
+        self.frames.append(_Recent(t, picture, step, step_block))
+        while self.frames and self.frames[0].t < t - self.keep_s:
+            self.frames.popleft()
+
+    def refine(self, start_s: float, last_s: float, block: int) -> float:
+        frames = [f for f in self.frames if start_s - _ONSET_LOOKBACK_S - 1e-6 <= f.t <= last_s + 1e-6]
+        first = next((i for i, f in enumerate(frames) if f.t >= start_s - 1e-6), None)
+        if first is None or frames[first].picture is None:
+            return start_s
+        onset = first
+        if not self._motion(frames[first]):
+            onset = self._still_from(frames, first)
+        return frames[self._refined_from(frames, onset, block)].t
+
+    def _motion(self, frame: _Recent) -> bool:
+        o = self.options
+        return frame.step > o.refresh_max_mafd or frame.step_block > 2 * o.refresh_max_block_mad
+
+    def _still_from(self, frames: list[_Recent], first: int) -> int:
+        """The first frame from which the run's frames no longer change, if they changed before."""
+        steps = np.array([f.step for f in frames[first + 1 :]])
+        n = steps.size
+        if n < _STILL_MIN_FRAMES + 1:
+            return first
+        logs = np.log(steps + _STILL_FLOOR)
+        best, best_k = 0.0, 0
+        total = logs.sum()
+        running = 0.0
+        for k in range(1, n - _STILL_MIN_FRAMES + 1):
+            running += logs[k - 1]
+            drop = running / k - (total - running) / (n - k)
+            score = drop * math.sqrt(k * (n - k) / n)
+            if score > best:
+                best, best_k = score, k
+        if best_k == 0:
+            return first
+        before, after = np.median(steps[:best_k]), np.median(steps[best_k:])
+        if before < _STILL_RATIO * max(after, _STILL_FLOOR):
+            return first
+        return first + best_k
+
+    def _refined_from(self, frames: list[_Recent], onset: int, block: int) -> int:
+        """An earlier frame where the encoder's refinement of the held picture began, or `onset`."""
+        o = self.options
+        held = frames[-1].picture
+        if held is None or self._motion(frames[onset]):
+            return onset
+        block = max(2, block // self.scale)
+        nearer = 0.0
+        for j in range(onset - 1, -1, -1):
+            picture = frames[j].picture
+            if picture is None or picture.shape != held.shape or frames[j].t < frames[onset].t - _ONSET_LOOKBACK_S:
+                return onset
+            diff = np.abs(np.subtract(picture, held, dtype=np.int16))
+            distance = _mean_abs(diff)
+            if distance > o.refresh_max_mafd or _block_max_mad(diff, block) > 2 * o.refresh_max_block_mad:
+                return onset  # not the held picture
+            if distance < 0.9 * nearer - 0.02:
+                return onset  # farther from the held picture than a later frame was: not converging
+            nearer = max(nearer, distance)
+            if self._motion(frames[j]):
+                return j  # motion brought the picture that the encoder then refined
+        return onset
+
+
 class FreezeDetector(Detector):
     name = "freeze"
     kind = "freeze"
@@ -121,6 +246,7 @@ class FreezeDetector(Detector):
         self.previous_active = self.tracker.is_open
         self.difference_total = 0.0
         self.difference_count = 0
+        self.onset = _Onset(self.options)
 
     def _start(self) -> None:
         # The frame before the window stands in for the reference: during a freeze it
@@ -144,6 +270,8 @@ class FreezeDetector(Detector):
         if not self.started:
             self._start()
         n = len(chunk.times)
+        if n and self.state.first_frame_s is None and self.context.span.start_s == 0:
+            self.state.first_frame_s = float(chunk.times[0])
         # Whole-picture differences: the coarse luma measures them as well, at a fraction of the cost.
         luma = self.context.coarse_luma(chunk)
         self.block = max(2, _BLOCK // coarse_stride(chunk.luma.shape[1]))
@@ -162,7 +290,9 @@ class FreezeDetector(Detector):
             if black[i]:
                 self.reference = None
                 self.previous_active = False
+                self.onset.add(t, None, 0.0, 0.0)
                 continue
+            self._remember(t, frame, previous)
             if self.unverified:
                 # No frame before the window: the thumbnail of the held picture decides
                 # whether the freeze goes on into this window.
@@ -195,7 +325,39 @@ class FreezeDetector(Detector):
         if n and self.reference is not None and np.may_share_memory(self.reference, luma):
             self.reference = self.reference.copy()
         self.previous = luma[-1].copy() if n else self.previous
+        self._settle_onsets(chunk.times, active, starts)
         self.tracker.track_frames(chunk.times, active, values, starts)
+
+    def _remember(self, t: float, frame: np.ndarray, previous: np.ndarray | None) -> None:
+        """Keep the frame, and how much it changed, for settling where a freeze began."""
+        if previous is None or previous.shape != frame.shape:
+            self.onset.add(t, frame, math.inf, math.inf)
+            return
+        step = np.subtract(frame, previous, dtype=np.int16)
+        np.abs(step, out=step)
+        self.onset.add(t, frame, _mean_abs(step), _block_max_mad(step, self.block))
+
+    def _settle_onsets(self, times: np.ndarray, active: np.ndarray, starts: np.ndarray) -> None:
+        """Settle the start of each freeze of the chunk once it has run long enough or ended."""
+        run_starts, run_stops = find_runs(active)
+        for a, b in zip(run_starts.tolist(), run_stops.tolist()):
+            continuing = a == 0 and self.tracker.is_open
+            if not continuing:
+                self.state.onset_settled = False  # a new freeze
+            elif self.state.onset_settled or self.state.announced:
+                continue
+            start = float(self.state.open_start_s) if continuing else float(starts[a])  # type: ignore[arg-type]
+            last = float(times[b - 1])
+            ended = b < len(times)
+            if not ended and last - start < _ONSET_HORIZON_S:
+                continue
+            settled = self.onset.refine(start, last, self.block)
+            if continuing:
+                self.state.open_start_s = settled
+            else:
+                starts[a] = settled
+            if not ended:
+                self.state.onset_settled = True
 
     def _encoder_noise(
         self, diff: np.ndarray, mafd: float, frame: np.ndarray, previous: np.ndarray | None, keyframe: bool
@@ -214,7 +376,13 @@ class FreezeDetector(Detector):
 
     def finish(self) -> DetectorOutput:
         span = self.context.span
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+        st = self.state
+        if self.tracker.is_open and not st.onset_settled and not st.announced and st.last_active_s is not None:
+            # The window ends before the freeze has run long enough to settle its start: settle it
+            # on what this window saw (the frames before it are not carried to the next window).
+            st.open_start_s = self.onset.refine(float(st.open_start_s or 0.0), st.last_active_s, self.block)
+            st.onset_settled = True
+        events = self._programme_details(self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last))
         if self.started:
             self.state.has_reference = self.reference is not None
             self.state.reference_print = _encode_print(self.reference) if self.reference is not None else None
@@ -222,3 +390,24 @@ class FreezeDetector(Detector):
             {"mean_frame_difference": self.difference_total / self.difference_count} if self.difference_count else {}
         )
         return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+
+    def _programme_details(self, events: list[DefectEvent]) -> list[DefectEvent]:
+        """Mark a freeze that holds the stream's first picture (`details.from_start`), and one that
+        holds it to the end (`details.whole_stream`: a still-image programme); with
+        `still_programme`, such a freeze is the channel's design, not a defect."""
+        first, span = self.state.first_frame_s, self.context.span
+        if first is None:
+            return events
+        marked = []
+        for event in events:
+            d = event.defect
+            if abs(d.start_s - first) > 1e-3:
+                marked.append(event)
+                continue
+            if self.options.still_programme:
+                continue
+            details = {**d.details, "from_start": True}
+            if event.phase == "closed" and span.is_last and d.end_s >= span.end_s - 1e-3:
+                details["whole_stream"] = True
+            marked.append(event.model_copy(update={"defect": d.model_copy(update={"details": details})}))
+        return marked
