@@ -44,7 +44,8 @@ ENCODINGS: dict[str, tuple[list[str], str]] = {
          "-flags", "+ilme+ildct", "-alternate_scan", "1", "-pix_fmt", "yuv420p", "-c:a", "mp2", "-b:a", "192k"],
         ".ts",
     ),
-    "mjpeg-avi": (["-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", "-c:a", "pcm_s16le"], ".avi"),
+    # Full-range Motion JPEG as `ffmpeg -c:v mjpeg` writes it with no quality set (200 kb/s).
+    "mjpeg-default-avi": (["-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-c:a", "pcm_s16le"], ".avi"),
     "hevc10-aac-mkv": (
         ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error",
          "-c:a", "aac"],
