@@ -231,3 +231,26 @@ def test_dev_works_on_a_fresh_machine(tmp_path: Path) -> None:
                 os.killpg(int(pid_file.read_text()), signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+
+def test_a_still_image_channel_through_the_starter(temporal_server, cli_queue, worker_process, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A still-image programme (one picture over a voice) through the real worker: one freeze marked
+    `whole_stream` in the report; `--set freeze.still_programme=true` (a channel static by design)
+    reports nothing and exits 0."""
+    from . import programmes
+    from .realmedia import cache_dir
+
+    made = cache_dir() / "programmes"
+    made.mkdir(parents=True, exist_ok=True)
+    path = str(programmes.still_image(made))
+    done = _starter(temporal_server, cli_queue, path, "--wait", "--json", "--stream-id", _sid())
+    assert done.returncode == 0, done.stderr
+    report = StreamReport.model_validate(json.loads(done.stdout))
+    assert [(d.kind, d.start_s, d.end_s) for d in report.defects] == [("freeze", 0.0, 30.0)]
+    details = report.defects[0].details
+    assert details["from_start"] is True and details["whole_stream"] is True
+    assert "evidence" in details  # a thumbnail of the picture, as for any freeze
+    quiet = _starter(temporal_server, cli_queue, path, "--wait", "--json", "--stream-id", _sid(),
+                     "--set", "freeze.still_programme=true")
+    assert quiet.returncode == 0, quiet.stderr
+    assert StreamReport.model_validate(json.loads(quiet.stdout)).defects == []
