@@ -278,11 +278,7 @@ class FreezeDetector(Detector):
         active = np.zeros(n, dtype=bool)
         values = np.zeros(n, dtype=np.float64)
         starts = np.zeros(n, dtype=np.float64)
-        if self.options.ignore_black:
-            level = limited_range_level(self.options.black_pixel_threshold, full_range=chunk.full_range)
-            black = self.context.black_fraction(chunk, pixel_level=level) >= self.options.black_picture_ratio
-        else:
-            black = np.zeros(n, dtype=bool)
+        black = self._black(chunk)
         for i in range(n):
             frame = luma[i]
             previous, self.previous = self.previous, frame
@@ -327,6 +323,13 @@ class FreezeDetector(Detector):
         self.previous = luma[-1].copy() if n else self.previous
         self._settle_onsets(chunk.times, active, starts)
         self.tracker.track_frames(chunk.times, active, values, starts)
+
+    def _black(self, chunk: VideoChunk) -> np.ndarray:
+        """Which frames of the chunk are black (never frozen), when black is left to the black detector."""
+        if not self.options.ignore_black:
+            return np.zeros(len(chunk.times), dtype=bool)
+        level = limited_range_level(self.options.black_pixel_threshold, full_range=chunk.full_range)
+        return self.context.black_fraction(chunk, pixel_level=level) >= self.options.black_picture_ratio
 
     def _remember(self, t: float, frame: np.ndarray, previous: np.ndarray | None) -> None:
         """Keep the frame, and how much it changed, for settling where a freeze began."""
