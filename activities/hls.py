@@ -1,7 +1,12 @@
 """HLS playlists (VOD and live): parse, pick the segments a window needs, read them as one stream.
 
-A window decodes only the MPEG-TS segments that overlap it (plus the one before,
-for pre-roll), concatenated in memory as they are read; nothing is stored. A live
+A window decodes only the segments that overlap it (plus the one before, for
+pre-roll), concatenated in memory as they are read; nothing is stored. Segments are
+MPEG-TS, or fragmented MP4 (CMAF): then the playlist's `#EXT-X-MAP` init segment (the
+movie header) is read once before the window's media segments, and their timestamps
+come from each fragment's `tfdt`, absolute across the playlist. `BYTERANGE` on
+`#EXT-X-MAP` and `#EXT-X-BYTERANGE` on segments (one file, sub-ranges) are read as
+ranges. Every URI, the init segment's too, is checked by the worker's policy. A live
 playlist grows while the stream runs: a window waits (in its activity,
 heartbeating) until the playlist covers it, the playlist ends, or no new segment
 has come for `stall_s` — then it analyses what there is.
@@ -12,8 +17,10 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,10 +41,20 @@ def is_hls(source: str) -> bool:
 
 
 @dataclass(frozen=True)
+class HlsMap:
+    """A fragmented-MP4 playlist's init segment (#EXT-X-MAP): the movie header its segments need."""
+
+    uri: str
+    byterange: tuple[int, int] | None = None  # (offset, length) within `uri`; None: all of it
+
+
+@dataclass(frozen=True)
 class HlsSegment:
     uri: str
     start_s: float  # nominal, from the durations of the segments before it
     duration_s: float
+    init: HlsMap | None = None  # fragmented MP4 (CMAF): read before the segment; None: MPEG-TS
+    byterange: tuple[int, int] | None = None  # (offset, length) within `uri` (#EXT-X-BYTERANGE)
 
     @property
     def end_s(self) -> float:
@@ -57,20 +74,28 @@ class Playlist:
         return self.segments[-1].end_s if self.segments else 0.0
 
 
-def read_bytes(uri: str, *, what: str = "source") -> bytes:
+def read_bytes(uri: str, *, what: str = "source", byterange: tuple[int, int] | None = None) -> bytes:
     """GET an http(s) URL or an `s3://` object, or read a local file/`file://` URL,
-    once the worker's policy (activities/policy.py) allows it."""
+    once the worker's policy (activities/policy.py) allows it. `byterange`: only
+    (offset, length) of it (an HTTP or S3 range request)."""
     checks = policy.current()
     checks.check_source(uri, what=what)
     parsed = urlparse(uri)
     if parsed.scheme.lower() == "s3":
         from .s3 import get_object  # boto3 is loaded where S3 is read
 
-        return get_object(uri)
+        return get_object(uri) if byterange is None else get_object(uri, byterange=byterange)
     if parsed.scheme in ("http", "https"):
+        request: urllib.request.Request | str = uri
+        if byterange is not None:
+            offset, length = byterange
+            request = urllib.request.Request(uri, headers={"Range": f"bytes={offset}-{offset + length - 1}"})
         try:
-            with checks.urlopen(uri, timeout=HTTP_TIMEOUT_S, what=what) as response:
-                return bytes(response.read())
+            with checks.urlopen(request, timeout=HTTP_TIMEOUT_S, what=what) as response:
+                data = bytes(response.read())
+                if byterange is not None and response.status != 206:  # a server that ignores ranges
+                    data = data[byterange[0] : byterange[0] + byterange[1]]
+                return data
         except urllib.error.HTTPError as exc:
             if exc.code in (404, 410):
                 raise UnreadableSourceError(f"not found (HTTP {exc.code}): {uri}") from exc
@@ -82,7 +107,10 @@ def read_bytes(uri: str, *, what: str = "source") -> bytes:
     path = checks.local_path(uri, what=what)
     try:
         with open(path, "rb") as f:
-            return f.read()
+            if byterange is None:
+                return f.read()
+            f.seek(byterange[0])
+            return f.read(byterange[1])
     except FileNotFoundError as exc:
         raise UnreadableSourceError(f"source not found: {path}") from exc
     except OSError as exc:
@@ -119,6 +147,9 @@ def load_playlist(uri: str, *, what: str = "source") -> Playlist:
     checks = policy.current()
     duration: float | None = None
     date: float | None = None
+    init: HlsMap | None = None
+    byterange: str | None = None  # the pending #EXT-X-BYTERANGE, for the next segment
+    range_ends: dict[str, int] = {}  # where the last sub-range of each URI ended (EXT-X-BYTERANGE without @o)
     t = 0.0
     for line in lines:
         if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
@@ -129,8 +160,16 @@ def load_playlist(uri: str, *, what: str = "source") -> Playlist:
             duration = float(line.split(":", 1)[1].split(",")[0])
         elif line.startswith("#EXT-X-ENDLIST"):
             playlist.ended = True
-        elif line.startswith("#EXT-X-MAP"):
-            raise UnreadableSourceError(f"fragmented-MP4 HLS is not supported yet (MPEG-TS segments are): {uri}")
+        elif line.startswith("#EXT-X-MAP:"):
+            attributes = _attributes(line.split(":", 1)[1])
+            if not attributes.get("URI"):
+                raise UnreadableSourceError(f"#EXT-X-MAP without a URI in {uri}")
+            init_uri = _resolve(uri, attributes["URI"])
+            checks.check_reference(init_uri, referrer=uri, what="HLS init segment")
+            init_range = _byterange(attributes["BYTERANGE"], 0, uri) if "BYTERANGE" in attributes else None
+            init = HlsMap(uri=init_uri, byterange=init_range)
+        elif line.startswith("#EXT-X-BYTERANGE:"):
+            byterange = line.split(":", 1)[1]
         elif not line.startswith("#") and duration is not None:
             if date is not None:
                 # After an outage an encoder resumes with a timestamp jump and the packager dates
@@ -142,10 +181,33 @@ def load_playlist(uri: str, *, what: str = "source") -> Playlist:
                 date = None
             segment_uri = _resolve(uri, line)
             checks.check_reference(segment_uri, referrer=uri, what="HLS segment")
-            playlist.segments.append(HlsSegment(uri=segment_uri, start_s=t, duration_s=duration))
+            segment_range = None
+            if byterange is not None:
+                segment_range = _byterange(byterange, range_ends.get(segment_uri, 0), uri)
+                range_ends[segment_uri] = segment_range[0] + segment_range[1]
+            playlist.segments.append(
+                HlsSegment(uri=segment_uri, start_s=t, duration_s=duration, init=init, byterange=segment_range)
+            )
             t += duration
-            duration = None
+            duration = byterange = None
     return playlist
+
+
+def _attributes(text: str) -> dict[str, str]:
+    """An attribute list (`URI="init.mp4",BYTERANGE="720@0"`), quotes removed."""
+    return {m[1]: m[2].strip('"') for m in re.finditer(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', text)}
+
+
+def _byterange(value: str, default_offset: int, uri: str) -> tuple[int, int]:
+    """`<length>[@<offset>]` as (offset, length); no offset: `default_offset` (where the last sub-range ended)."""
+    length, _, offset = value.strip().strip('"').partition("@")
+    try:
+        result = (int(offset) if offset else default_offset, int(length))
+    except ValueError:
+        raise UnreadableSourceError(f"unreadable BYTERANGE {value.strip()!r} in {uri}") from None
+    if result[0] < 0 or result[1] <= 0:
+        raise UnreadableSourceError(f"unreadable BYTERANGE {value.strip()!r} in {uri}")
+    return result
 
 
 def _program_date(value: str) -> float | None:
@@ -162,10 +224,16 @@ def segments_for(playlist: Playlist, start_s: float, end_s: float, preroll_s: fl
 
 
 class SegmentStream(io.RawIOBase):
-    """The listed segments, read one after another as a single non-seekable byte stream."""
+    """The listed segments, read one after another as a single non-seekable byte stream;
+    fragmented MP4: the first segment's init segment first (FFmpeg's mov demuxer keeps the
+    first movie header it reads, so a window is read with one)."""
 
     def __init__(self, segments: list[HlsSegment]) -> None:
-        self._pending = list(segments)
+        self._pending: list[tuple[str, tuple[int, int] | None, str]] = [
+            (s.uri, s.byterange, "HLS segment") for s in segments
+        ]
+        if segments and segments[0].init is not None:
+            self._pending.insert(0, (segments[0].init.uri, segments[0].init.byterange, "HLS init segment"))
         self._buffer = b""
         self._offset = 0
         self.requests = 0
@@ -177,7 +245,13 @@ class SegmentStream(io.RawIOBase):
         while self._offset >= len(self._buffer):
             if not self._pending:
                 return 0
-            self._buffer, self._offset = read_bytes(self._pending.pop(0).uri, what="HLS segment"), 0
+            uri, byterange, what = self._pending.pop(0)
+            try:
+                self._buffer, self._offset = read_bytes(uri, what=what, byterange=byterange), 0
+            except (UnreadableSourceError, SourceUnavailableError) as exc:
+                if what == "HLS segment" or isinstance(exc, policy.SourceRefusedError):  # a refusal names it
+                    raise
+                raise type(exc)(f"{what} {exc}") from exc  # "HLS init segment not found (HTTP 404): …"
             self.requests += 1
         n = min(len(target), len(self._buffer) - self._offset)
         target[:n] = self._buffer[self._offset : self._offset + n]

@@ -300,10 +300,14 @@ def _first_frame_times(container: av.container.InputContainer, streams: list[av.
 def _open_hls(segments: list[hls.HlsSegment], source: str) -> av.container.InputContainer:
     if not segments:
         raise SourceUnavailableError(f"the playlist lists no segments yet: {source}")
+    # Fragmented MP4 (CMAF): the init segment then the fragments, through the mov demuxer; the
+    # stream is not seekable, so it never looks for an index at the end (times: each tfdt).
+    fmp4 = segments[0].init is not None
     try:
-        return av.open(hls.SegmentStream(segments), mode="r", format="mpegts")
+        return av.open(hls.SegmentStream(segments), mode="r", format="mp4" if fmp4 else "mpegts")
     except av.error.FFmpegError as exc:
-        raise UnreadableSourceError(f"HLS segments of {source} are not readable MPEG-TS: {exc.strerror}") from exc
+        kind = "fragmented MP4" if fmp4 else "MPEG-TS"
+        raise UnreadableSourceError(f"HLS segments of {source} are not readable {kind}: {exc.strerror}") from exc
 
 
 def probe(source: str) -> MediaInfo:

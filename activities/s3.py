@@ -217,13 +217,15 @@ def put_object(uri: str, body: bytes, *, content_type: str = "application/json")
         raise _error(exc, "write", uri) from None
 
 
-def get_object(uri: str) -> bytes:
-    """Read one small object whole (an HLS playlist or segment); raises the source errors naming it."""
+def get_object(uri: str, *, byterange: tuple[int, int] | None = None) -> bytes:
+    """Read one small object whole (an HLS playlist or segment), or (offset, length) of it;
+    raises the source errors naming it."""
     bucket, key = split_uri(uri)
     if not key:
         raise UnreadableSourceError(f"S3 URL names a bucket but no object: {uri}")
+    ranged = {} if byterange is None else {"Range": f"bytes={byterange[0]}-{byterange[0] + byterange[1] - 1}"}
     try:
-        return bytes(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+        return bytes(s3_client().get_object(Bucket=bucket, Key=key, **ranged)["Body"].read())
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
         raise _error(exc, "read", uri) from None
 

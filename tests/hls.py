@@ -1,4 +1,5 @@
-"""HLS fixtures: a clip cut into MPEG-TS segments, served over HTTP(S) on 127.0.0.1, VOD or growing live."""
+"""HLS fixtures: a clip cut into MPEG-TS or fragmented-MP4 (CMAF) segments, served over HTTP(S) on
+127.0.0.1, VOD or growing live."""
 
 from __future__ import annotations
 
@@ -44,10 +45,50 @@ def segment(clip: Path, directory: Path, *, segment_s: float = 1.0) -> list[tupl
     return [(name, float(d)) for d, name in re.findall(r"#EXTINF:([\d.]+),\s*\n(\S+)", text)]
 
 
-def playlist_text(segments: list[tuple[str, float]], *, ended: bool) -> str:
-    """A media playlist of (name, duration) segments; `ended`: with #EXT-X-ENDLIST."""
+def keyframes_every(clip: Path, target: Path, *, every_s: float) -> Path:
+    """`clip` with its video re-encoded by x264 (its default long GOP, preset veryfast) and a
+    keyframe forced every `every_s`, as a packager's encode is before it is cut; sound copied."""
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-force_key_frames", f"expr:gte(t,n_forced*{every_s:g})", "-c:a", "copy", str(target),
+        ],
+        check=True, capture_output=True, timeout=300,
+    )
+    return target
+
+
+def segment_fmp4(clip: Path, directory: Path, *, segment_s: float = 2.0, cmaf: bool = False,
+                 single_file: bool = False) -> list[tuple[str, float]]:
+    """Cut `clip` into fragmented-MP4 segments (stream copy) with an init segment `init.mp4`
+    (#EXT-X-MAP) and a VOD playlist `vod.m3u8`; `cmaf`: CMAF fragments (`-movflags +cmaf`);
+    `single_file`: one `media.mp4`, the playlist naming byte ranges of it. Returns (name, duration)s."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
+        "-c", "copy", "-f", "hls", "-hls_time", str(segment_s), "-hls_list_size", "0",
+        "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
+    ]
+    if cmaf:
+        cmd += ["-movflags", "+cmaf"]
+    if single_file:
+        cmd += ["-hls_flags", "single_file", "-hls_segment_filename", str(directory / "media.mp4")]
+    else:
+        cmd += ["-hls_fmp4_init_filename", "init.mp4", "-hls_segment_filename", str(directory / "seg%03d.m4s")]
+    subprocess.run([*cmd, str(directory / "vod.m3u8")], check=True, capture_output=True, timeout=300)
+    text = (directory / "vod.m3u8").read_text()
+    return [(name, float(d)) for d, name in re.findall(r"#EXTINF:([\d.]+),\s*\n(?:#EXT-X-BYTERANGE:\S+\s*\n)?(\S+)", text)]
+
+
+def playlist_text(segments: list[tuple[str, float]], *, ended: bool, init: str | None = None) -> str:
+    """A media playlist of (name, duration) segments; `ended`: with #EXT-X-ENDLIST; `init`: the
+    fragmented-MP4 init segment (#EXT-X-MAP)."""
     target = max((d for _, d in segments), default=1.0)
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(target + 0.999)}", "#EXT-X-MEDIA-SEQUENCE:0"]
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{7 if init else 3}", f"#EXT-X-TARGETDURATION:{int(target + 0.999)}",
+             "#EXT-X-MEDIA-SEQUENCE:0"]
+    if init is not None:
+        lines.append(f'#EXT-X-MAP:URI="{init}"')
     for name, duration in segments:
         lines += [f"#EXTINF:{duration:.6f},", name]
     if ended:
@@ -55,9 +96,9 @@ def playlist_text(segments: list[tuple[str, float]], *, ended: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_playlist(path: Path, segments: list[tuple[str, float]], *, ended: bool) -> None:
+def write_playlist(path: Path, segments: list[tuple[str, float]], *, ended: bool, init: str | None = None) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(playlist_text(segments, ended=ended))
+    tmp.write_text(playlist_text(segments, ended=ended, init=init))
     tmp.replace(path)
 
 
@@ -65,20 +106,22 @@ class LivePlaylist:
     """Publishes one more segment every `pace_s` seconds (real time by default), then #EXT-X-ENDLIST.
 
     `hold_after`: once that many segments are out, it stops growing until `resume()`.
+    `init`: fragmented-MP4 segments, with this init segment (#EXT-X-MAP).
     """
 
     def __init__(self, directory: Path, segments: list[tuple[str, float]], *, initial: int = 2, pace_s: float | None = None,
-                 end: bool = True, hold_after: int | None = None) -> None:
+                 end: bool = True, hold_after: int | None = None, init: str | None = None) -> None:
         self.path = directory / "live.m3u8"
         self.segments = segments
         self.published = initial
         self.pace_s = pace_s
         self.end = end
         self.hold_after = hold_after
+        self.init = init
         self.published_at: list[float] = []
         self._stop = threading.Event()
         self._resumed = threading.Event()
-        write_playlist(self.path, segments[:initial], ended=False)
+        write_playlist(self.path, segments[:initial], ended=False, init=init)
         self.published_at = [time.monotonic()] * initial
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -103,9 +146,9 @@ class LivePlaylist:
                 return
             self.published += 1
             self.published_at.append(time.monotonic())
-            write_playlist(self.path, self.segments[: self.published], ended=False)
+            write_playlist(self.path, self.segments[: self.published], ended=False, init=self.init)
         if self.end and not self._stop.is_set():
-            write_playlist(self.path, self.segments, ended=True)
+            write_playlist(self.path, self.segments, ended=True, init=self.init)
 
     def stop(self) -> None:
         self._stop.set()
