@@ -632,7 +632,7 @@ def _decode(
             except av.error.FFmpegError as exc:
                 raise UnreadableSourceError(f"cannot seek to {start_s:.3f}s in {source}: {exc.strerror}") from exc
 
-        video_buffer = _VideoBuffer()
+        video_buffer = _VideoBuffer(video.codec_context if video is not None else None)
         audio_buffer = _AudioBuffer(start_s=start_s, end_s=end_s)
         resampler = av.AudioResampler(format="fltp") if audio is not None else None
         video_done = video is None
@@ -686,8 +686,6 @@ def _decode(
                         report.previous_luma, report.previous_time_s = last_before
                         last_before = None
                     report.video_frames += 1
-                    if video_buffer.field_order is None and video is not None:
-                        video_buffer.field_order = _FIELD_ORDERS.get(int(video.codec_context.field_order or 0))
                     for chunk in video_buffer.add(frame, t):
                         heartbeat(t)
                         yield chunk
@@ -725,17 +723,12 @@ def _decode(
 _FIELD_ORDERS = {2: "tff", 4: "tff", 3: "bff", 5: "bff"}
 
 
-def _field_order(interlaced: bool, order: str | None) -> str | None:
-    if not interlaced:
-        return None
-    return order or "tff"  # unsaid: top field first, as most interlaced formats (1080i, 576i DV aside)
-
-
 class _VideoBuffer:
     """Collects decoded frames into chunks of luma views: the frames stay alive while
     their chunk is analysed, so no full picture is copied unless a detector asks."""
 
-    def __init__(self) -> None:
+    def __init__(self, codec: Any = None) -> None:
+        self.codec = codec  # the video decoder: its field order is read when an interlaced chunk is made
         self.frames: list[av.VideoFrame] = []
         self.planes: list[np.ndarray] = []
         self.times: list[float] = []
@@ -743,7 +736,6 @@ class _VideoBuffer:
         self.full_range = False
         self.coarse: np.ndarray | None = None
         self.interlaced = False
-        self.field_order: str | None = None  # the stream's, once its decoder has said (_FIELD_ORDERS)
 
     def add(self, frame: av.VideoFrame, t: float) -> list[VideoChunk]:
         luma = _luma(frame)
@@ -768,6 +760,14 @@ class _VideoBuffer:
             out.extend(self.flush())
         return out
 
+    def _field_order(self) -> str | None:
+        """The chunk's field order: the decoder's once it has said, else top field first
+        (most interlaced formats; 576i DV aside)."""
+        if not self.interlaced:
+            return None
+        order = int(getattr(self.codec, "field_order", 0) or 0)
+        return _FIELD_ORDERS.get(order, "tff")
+
     def flush(self) -> list[VideoChunk]:
         if not self.times:
             return []
@@ -779,7 +779,7 @@ class _VideoBuffer:
             full_range=self.full_range,
             coarse=self.coarse[: len(self.planes)],
             interlaced=self.interlaced,
-            field_order=_field_order(self.interlaced, self.field_order),
+            field_order=self._field_order(),
         )
         self.frames, self.planes, self.times, self.keys, self.coarse = [], [], [], [], None
         return [chunk]
