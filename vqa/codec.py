@@ -56,9 +56,8 @@ class EncryptionCodec(PayloadCodec):
         self._ciphers[key_id] = AESGCM(key)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> EncryptionCodec | None:
-        """The codec `VQA_PAYLOAD_KEY` asks for; None when it is not set (no encryption)."""
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> EncryptionCodec | None:
+        """The codec `VQA_PAYLOAD_KEY` in `env` (the settings' variables) asks for; None when it is not set."""
         raw = env.get("VQA_PAYLOAD_KEY", "").strip()
         if not raw:
             return None
