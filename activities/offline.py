@@ -13,7 +13,7 @@ from typing import Any
 from vqa.contracts import Defect, MediaInfo, StreamProgress, WindowRequest
 from vqa.stitch import apply_window, report_defects
 
-from .media import probe
+from .decode import probe
 from .window import analyze_window
 
 

@@ -19,7 +19,7 @@ from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
 from vqa.contracts import ANALYZE_WINDOW, MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
 
 from .evidence import EvidenceRecorder, attach_evidence
-from .media import SourceUnavailableError, UnreadableSourceError, decode_window, probe
+from .decode import SourceUnavailableError, UnreadableSourceError, decode_window, probe
 from .notify import has_notify_targets, notify_defects
 from .policy import SourceRefusedError
 from .results import resolve as results_location

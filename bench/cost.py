@@ -91,7 +91,7 @@ PRICES: dict[str, tuple[float, str]] = {
 }
 
 # Both designs' workers decode with one thread per activity, as a worker busy with a window
-# (or a second) per core does; the product adapts (activities.media.DecoderThreads), and a
+# (or a second) per core does; the product adapts (activities.decode.DecoderThreads), and a
 # benchmark that runs one stream at a time would otherwise measure an idle worker's threading.
 WORKER_ENV: dict[str, str] = {"VQA_DECODE_THREADS": "1"}
 
@@ -453,7 +453,7 @@ async def compare(
     time are the median of the repeats (`combine_repeats`).
     `with_groups`: ours once more, with blockiness and blur as a second detector group on a
     second worker (what a second group costs)."""
-    from activities.media import probe
+    from activities.decode import probe
 
     media = probe(str(clip))
     detectors = active_detectors(media, detector_names)

@@ -27,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import imageio_ffmpeg  # noqa: E402
 
-from activities.media import DECODER_THREADS, probe  # noqa: E402
+from activities.decode import DECODER_THREADS, probe  # noqa: E402
 from activities.offline import analyse_file  # noqa: E402
 from detectors import REGISTRY  # noqa: E402
 from vqa.synth import ClipSpec, Segment, make_clip  # noqa: E402

@@ -7,7 +7,7 @@ import math
 import av
 import pytest
 
-from activities.media import decode_window, probe
+from activities.decode import decode_window, probe
 from activities.window import analyze_window
 from vqa.contracts import WindowRequest
 

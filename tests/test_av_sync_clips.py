@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.media import probe
+from activities.decode import probe
 from activities.window import analyze_window
 from vqa.contracts import WindowRequest
 

@@ -17,8 +17,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 import activities.hls
-import activities.media
-from activities.media import SourceUnavailableError, UnreadableSourceError, probe
+import activities.decode
+import activities.opening
+from activities.decode import SourceUnavailableError, UnreadableSourceError, probe
 from activities.offline import analyse_file
 from vqa.contracts import StreamReport, StreamRequest
 
@@ -155,7 +156,7 @@ def silent_server() -> Iterator[str]:
 
 @pytest.mark.parametrize("path", ["/clip.mp4", "/live.m3u8"])
 def test_a_url_that_never_answers_times_out(silent_server: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(activities.media, "NETWORK_TIMEOUT_US", 2_000_000)
+    monkeypatch.setattr(activities.opening, "NETWORK_TIMEOUT_US", 2_000_000)
     monkeypatch.setattr(activities.hls, "HTTP_TIMEOUT_S", 2.0)
     began = time.monotonic()
     with pytest.raises(SourceUnavailableError, match="did not answer|timed out"):

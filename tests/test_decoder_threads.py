@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from activities import media
-from activities.media import DecoderThreads, decode_window, probe
+from activities import decode as media
+from activities.decode import DecoderThreads, decode_window, probe
 from activities.offline import analyse_file
 
 

@@ -30,9 +30,10 @@ import av
 import imageio_ffmpeg
 import pytest
 
-from activities import media as media_module
+from activities import opening as media_module
 from activities.errors import UnreadableSourceError
-from activities.media import ALLOWED_DEMUXERS, FILE_OPENING_DEMUXERS, probe
+from activities.decode import probe
+from activities.opening import ALLOWED_DEMUXERS, FILE_OPENING_DEMUXERS
 from activities.policy import SourceRefusedError
 from vqa.contracts import StreamReport
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import starter
-from activities.media import probe
+from activities.decode import probe
 from bench.counting import HistoryCount, count_history
 from detectors.runs import event_id
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for

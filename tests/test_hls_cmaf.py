@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from activities.media import decode_window, probe
+from activities.decode import decode_window, probe
 from activities.policy import SourceRefusedError
 from detectors import VideoChunk
 from vqa.contracts import Defect, StreamReport, StreamRequest

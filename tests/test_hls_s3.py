@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.media import probe
+from activities.decode import probe
 from activities.offline import analyse_file
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from workflows import StreamMonitorWorkflow

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from activities.errors import UnreadableSourceError
-from activities.media import probe
+from activities.decode import probe
 from vqa.contracts import StreamRequest
 
 from . import hls, media

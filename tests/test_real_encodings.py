@@ -13,7 +13,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from activities.media import decode_window, probe
+from activities.decode import decode_window, probe
 from detectors import VideoChunk
 
 from . import programmes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.media import probe
+from activities.decode import probe
 
 from .local import analyse_file
 from .realmedia import fetch

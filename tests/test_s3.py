@@ -17,7 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import s3 as s3_module
 from activities.errors import SourceUnavailableError, UnreadableSourceError
-from activities.media import probe
+from activities.decode import probe
 from activities.offline import analyse_file, window_requests
 from activities.results import write_report
 from activities.window import analyze_window

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import UnreadableSourceError
-from activities.media import probe
+from activities.decode import probe
 from activities.notify import notify_defects
 from activities.policy import SourcePolicy, SourceRefusedError
 from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest

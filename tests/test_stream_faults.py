@@ -6,7 +6,7 @@ from pathlib import Path
 
 import av
 
-from activities.media import probe
+from activities.decode import probe
 
 from . import media
 from .local import analyse_file

@@ -1,7 +1,7 @@
 """The per-second design's two activities: the media converter and one detector function.
 
 `convert_second` decodes exactly one second with the product's decoder
-(`activities.media.decode_window`) and PUTs what the detectors read to S3:
+(`activities.decode.decode_window`) and PUTs what the detectors read to S3:
 the luma planes (uint8, every frame, full size: no detector reads chroma) with
 their times and keyframe flags, the frame before the second, the audio samples
 (float32, as decoded), and any decode errors. `detect_second` GETs them back,
@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 import detectors
 from activities.errors import SourceUnavailableError, UnreadableSourceError
-from activities.media import decode_window
+from activities.decode import decode_window
 from activities.s3 import get_object, put_object
 from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
 from detectors.base import DecodeErrorChunk
