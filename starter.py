@@ -45,7 +45,8 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.service import RPCError, RPCStatusCode
 
 import detectors
-from vqa.contracts import SEARCH_ATTRIBUTES, StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.search_attributes import SEARCH_ATTRIBUTES
 from vqa.codec import PayloadKeyError
 from vqa.runtime import Settings, SettingsError, build_worker, connect
 

@@ -55,9 +55,9 @@ class Servers:
 
 
 def _search_attributes() -> dict[str, str]:
-    from vqa import contracts
+    from vqa.search_attributes import SEARCH_ATTRIBUTES
 
-    return dict(getattr(contracts, "SEARCH_ATTRIBUTES", {}))
+    return dict(SEARCH_ATTRIBUTES)
 
 
 @contextmanager

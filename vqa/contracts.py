@@ -21,18 +21,6 @@ EventPhase = Literal["opened", "closed"]
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 TASK_QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
 
-# The stream workflows' custom search attributes (name -> Temporal type), for listing streams
-# by state, source or open defects. Registered on the dev server the project starts
-# (vqa/devserver.py); on a real cluster: `temporal operator search-attribute create`.
-SEARCH_ATTRIBUTES: dict[str, str] = {
-    "VqaState": "Keyword",
-    "VqaSource": "Keyword",
-    "VqaOpenDefects": "Int",
-    "VqaDefects": "Int",
-    "VqaDefectKinds": "KeywordList",
-}
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -203,7 +191,7 @@ class StreamRequest(_Model):
     )
     search_attributes: bool = Field(
         default=False,
-        description="keep the stream's search attributes (SEARCH_ATTRIBUTES) up to date; the starter sets it "
+        description="keep the stream's search attributes (vqa/search_attributes.py) up to date; the starter sets it "
         "when the namespace has them registered",
     )
 

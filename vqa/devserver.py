@@ -66,7 +66,7 @@ def start_dev_server(
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
     if namespace != "default":
         args += ["--namespace", namespace]
-    from vqa.contracts import SEARCH_ATTRIBUTES
+    from vqa.search_attributes import SEARCH_ATTRIBUTES
 
     for name, kind in SEARCH_ATTRIBUTES.items():  # so streams can be listed by state, source, defects
         args += ["--search-attribute", f"{name}={kind}"]

@@ -11,13 +11,12 @@ import math
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from vqa.contracts import (
         ANALYZE_WINDOW,
-        SEARCH_ATTRIBUTES,
         NOTIFY_DEFECTS,
         PROBE_SOURCE,
         WRITE_REPORT,
@@ -36,6 +35,13 @@ with workflow.unsafe.imports_passed_through():
         WriteReportRequest,
     )
     from vqa.stitch import apply_window, merge_group_results, report_defects
+    from vqa.search_attributes import (
+        DEFECT_KINDS as SA_DEFECT_KINDS,
+        DEFECTS as SA_DEFECTS,
+        OPEN_DEFECTS as SA_OPEN_DEFECTS,
+        SOURCE as SA_SOURCE,
+        STATE as SA_STATE,
+    )
 
 _NON_RETRYABLE = ["UnreadableSource", "InvalidRequest"]
 _RETRY = RetryPolicy(
@@ -56,12 +62,6 @@ _NOTIFY_RETRY = RetryPolicy(
 )
 ANALYSIS_FAILED = "AnalysisFailed"
 
-SA_STATE = SearchAttributeKey.for_keyword("VqaState")
-SA_SOURCE = SearchAttributeKey.for_keyword("VqaSource")
-SA_OPEN_DEFECTS = SearchAttributeKey.for_int("VqaOpenDefects")
-SA_DEFECTS = SearchAttributeKey.for_int("VqaDefects")
-SA_DEFECT_KINDS = SearchAttributeKey.for_keyword_list("VqaDefectKinds")
-assert {k.name for k in (SA_STATE, SA_SOURCE, SA_OPEN_DEFECTS, SA_DEFECTS, SA_DEFECT_KINDS)} == set(SEARCH_ATTRIBUTES)
 _RECENT_DEFECTS_SHOWN = 10
 
 
