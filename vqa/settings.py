@@ -45,12 +45,15 @@ class SettingsError(ValueError):
     """A setting in the environment is unusable (a malformed number, a TLS file that cannot be read, a bad key)."""
 
 
-def _env(name: str, *aliases: str, group: str, help: str, secret: bool = False, **kwargs: Any) -> Any:
-    """A field read from the variable `name` (or an alias); `group` and `help` make the settings table."""
+def _env(
+    name: str, *aliases: str, group: str, help: str, secret: bool = False, shown: str | None = None, **kwargs: Any
+) -> Any:
+    """A field read from the variable `name` (or an alias); `group`, `help` and `shown` (the default
+    as the table shows it) make the settings table."""
     return Field(
         validation_alias=AliasChoices(name, *aliases),
         repr=not secret,
-        json_schema_extra={"env": name, "aliases": list(aliases), "group": group, "help": help},
+        json_schema_extra={"env": name, "aliases": list(aliases), "group": group, "help": help, "shown": shown},
         **kwargs,
     )
 
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
     log_level: str = _env("VQA_LOG_LEVEL", group="Worker", help="logging level", default="INFO")
     home: Path = _env(
         "VQA_HOME", group="Worker", help="where VQA keeps its files (results, the embedded server's data)",
-        default_factory=lambda: Path.home() / ".vqa",
+        default_factory=lambda: Path.home() / ".vqa", shown="~/.vqa",
     )
     results: str | None = _env(
         "VQA_RESULTS", group="Worker",
@@ -139,11 +142,12 @@ class Settings(BaseSettings):
 
     # -- sources ----------------------------------------------------------------------------
     network_timeout_s: float = _env(
-        "VQA_NETWORK_TIMEOUT_S", group="Sources", help="a network read silent this long fails (retryably)",
+        "VQA_NETWORK_TIMEOUT_S", group="Sources",
+        help="a connect or read (sources, HLS playlists, S3, results writes) silent this long fails, retryably",
         default=DEFAULT_NETWORK_TIMEOUT_S, gt=0,
     )
     live_stall_s: float = _env(
-        "VQA_LIVE_STALL_S", group="Sources", help="a live stream with no new media this long has ended (signal loss)",
+        "VQA_LIVE_STALL_S", group="Sources", help="a live window waits this long for new segments, then is analysed without them (signal_loss)",
         default=30.0, gt=0,
     )
     s3_endpoint_url: str | None = _env(
@@ -152,9 +156,9 @@ class Settings(BaseSettings):
     aws_endpoint_url_s3: str | None = _env(
         "AWS_ENDPOINT_URL_S3", group="Sources", help="as VQA_S3_ENDPOINT_URL (read by boto3 itself)", default=None
     )
-    aws_endpoint_url: str | None = _env("AWS_ENDPOINT_URL", group="Sources", help="boto3's endpoint for every AWS service", default=None)
+    aws_endpoint_url: str | None = _env("AWS_ENDPOINT_URL", group="Sources", help="boto3's endpoint for every AWS service (S3 sources and results, SNS)", default=None)
     s3_read_block_bytes: int = _env(
-        "VQA_S3_READ_BLOCK_BYTES", group="Sources", help="bytes per ranged S3 GET", default=2 * 1024 * 1024, ge=64 * 1024
+        "VQA_S3_READ_BLOCK_BYTES", group="Sources", help="bytes per ranged S3 GET", default=2 * 1024 * 1024, shown="2097152 (2 MiB)", ge=64 * 1024
     )
     # boto3 reads the AWS credentials itself (environment, profile, instance role); they are
     # here so that a change of them gets a new client.
@@ -177,7 +181,7 @@ class Settings(BaseSettings):
         default=None,
     )
     allowed_results_roots: str | None = _env(
-        "VQA_ALLOWED_RESULTS_ROOTS", group="Security", help="directories a stream's local results may go to (default: any)",
+        "VQA_ALLOWED_RESULTS_ROOTS", group="Security", help="directories a stream's local results may go to (default: any; VQA_RESULTS itself is always allowed)",
         default=None,
     )
     allow_private_urls: bool = _env(
@@ -185,15 +189,6 @@ class Settings(BaseSettings):
     )
     refuse_private_urls: bool = _env(
         "VQA_REFUSE_PRIVATE_URLS", group="Security", help="only public addresses for URLs (sources, webhooks)", default=False
-    )
-
-    # -- notifications ----------------------------------------------------------------------
-    notify_url: str | None = _env("VQA_NOTIFY_URL", group="Notifications", help="the worker's default webhook", default=None)
-    sns_topic_arn: str | None = _env(
-        "VQA_SNS_TOPIC_ARN", group="Notifications", help="an SNS topic every defect is published to", default=None
-    )
-    webhook_secret: SecretStr | None = _env(
-        "VQA_WEBHOOK_SECRET", group="Notifications", help="HMAC-SHA256 key signing webhook bodies", secret=True, default=None
     )
 
     # -- payload encryption -----------------------------------------------------------------
@@ -206,6 +201,15 @@ class Settings(BaseSettings):
     )
     payload_old_keys: SecretStr | None = _env(
         "VQA_PAYLOAD_OLD_KEYS", group="Security", help="earlier keys still read: ID:BASE64,...", secret=True, default=None
+    )
+
+    # -- notifications ----------------------------------------------------------------------
+    notify_url: str | None = _env("VQA_NOTIFY_URL", group="Notifications", help="the worker's default webhook", default=None)
+    sns_topic_arn: str | None = _env(
+        "VQA_SNS_TOPIC_ARN", group="Notifications", help="an SNS topic every defect is published to", default=None
+    )
+    webhook_secret: SecretStr | None = _env(
+        "VQA_WEBHOOK_SECRET", group="Notifications", help="HMAC-SHA256 key signing webhook bodies", secret=True, default=None
     )
 
     @classmethod
@@ -330,7 +334,12 @@ def markdown_table() -> str:
         if extra["group"] != group:
             group = extra["group"]
             rows.append(f"| **{group}** | | |")
-        default = "" if field.default_factory is not None or field.default in (None, "") else f"`{field.default}`"
+        if extra.get("shown"):
+            default = f"`{extra['shown']}`"
+        elif field.default_factory is not None or field.default in (None, ""):
+            default = ""
+        else:
+            default = f"`{str(field.default).lower() if isinstance(field.default, bool) else field.default}`"
         rows.append(f"| `{extra['env']}` | {default} | {extra['help']} |")
     return "\n".join(rows)
 
