@@ -57,8 +57,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, DetectorState, VideoChunk, coarse_stride
-from .runs import RunState, RunTracker
+from vqa.contracts import DefectEvent
+
+from .base import AudioChunk, Detector, DetectorOptions, DetectorState, VideoChunk, coarse_stride
+from .runs import RunState
 
 Mode = Literal["test_signal", "content", "timestamps"]
 
@@ -171,20 +173,14 @@ class AvSyncState(DetectorState):
     next_content: int | None = Field(None, description="index of the next content estimate (times content_step_s)")
 
 
-class AvSyncDetector(Detector):
+class AvSyncDetector(Detector[AvSyncOptions, AvSyncState]):
     name = "av_sync"
-    kind = "av_sync"
     track = "av"
     needs_both_tracks: ClassVar[bool] = True  # the activity skips it on a single-track stream
-    Options = AvSyncOptions
-    State = AvSyncState
-    options: AvSyncOptions
-    state: AvSyncState
+    runs = ("run",)
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
+    def open_window(self) -> None:
         o, st = self.options, self.state
-        self.tracker = RunTracker(kind=self.kind, track=self.track, min_duration_s=o.min_duration_s, state=st.run)
         self.lag_s = o.max_offset_ms / 1000.0
         self.quiet_q = round(10.0 ** (o.quiet_dbfs / 20.0) * _PEAK_SCALE)
         self.beep_q = round(10.0 ** (o.beep_min_dbfs / 20.0) * _PEAK_SCALE)
@@ -566,8 +562,8 @@ class AvSyncDetector(Detector):
             event.defect.details.update(details)
         self.state.run_modes, self.state.run_confidence = {}, 0.0
 
-    def finish(self) -> DetectorOutput:
-        span, st, o = self.context.span, self.state, self.options
+    def close_window(self) -> None:
+        span, o = self.context.span, self.options
         ended = span.is_last
         if ended:
             self._end_audio_segment()
@@ -582,15 +578,20 @@ class AvSyncDetector(Detector):
         self._feed(horizon, span.end_s, stream_ended=ended)
         if ended and o.timestamps:
             self._timestamps(span.end_s)
-        details, before = self._details(), len(self.tracker.events)
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=ended)
-        for event in events[before:]:
+        self._save(horizon)
+        self.closed_before = len(self.tracker.events)  # the events the run's closing adds come after
+
+    def window_events(self, events: list[DefectEvent]) -> list[DefectEvent]:
+        """The open run's details on the events its closing for the window added."""
+        details = self._details()
+        for event in events[self.closed_before :]:
             event.defect.details.update(details)
         if not self.tracker.is_open:
-            st.run_modes, st.run_confidence = {}, 0.0
-        self._save(horizon)
-        measures = {"av_sync_offset_ms": float(np.mean(self.offsets))} if self.offsets else {}
-        return DetectorOutput(events=events, measures=measures, state=st.model_dump())
+            self.state.run_modes, self.state.run_confidence = {}, 0.0
+        return events
+
+    def measures(self) -> dict[str, float]:
+        return {"av_sync_offset_ms": float(np.mean(self.offsets))} if self.offsets else {}
 
     def _save(self, horizon_s: float) -> None:
         """Trim the envelopes to what the next content estimates need and put them in the state."""

@@ -2,29 +2,22 @@
 
 A window's media arrives in chunks (a few dozen frames, or a block of audio
 samples) so that a 1080p window never has to sit in memory whole. A detector
-keeps its per-window work in plain attributes, and what must survive to the
-next window in a small pydantic `State`, returned by `finish`.
+keeps its per-window work in plain attributes (set up in `open_window`), and
+what must survive to the next window in a small pydantic `State`, returned by
+`finish`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from vqa.contracts import DefectEvent, Track
 
-
-class DetectorOptions(BaseModel):
-    """Base of every detector's option table: unknown names are errors, not ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DetectorState(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from .models import DetectorOptions, DetectorState
+from .runs import Reduce, RunState, RunTracker
 
 
 @dataclass(frozen=True)
@@ -177,20 +170,75 @@ def coarse_stride(height: int) -> int:
     return 1 if height <= 400 else max(2, round(height / 180))
 
 
-class Detector:
-    """Common entry points. Subclasses set `name`, `track`, `Options`, `State`."""
+OptionsT = TypeVar("OptionsT", bound=DetectorOptions)
+StateT = TypeVar("StateT", bound=DetectorState)
+
+
+class Detector(Generic[OptionsT, StateT]):
+    """What every detector shares: its entry points, its run trackers and the window's end.
+
+    A detector is `class XDetector(Detector[XOptions, XState])` with a `name` and a
+    `track`, and does its per-chunk work in `feed_video`, `feed_audio` and
+    `feed_decode_errors`. The base builds a run tracker for each condition it
+    follows (`runs`) and closes the window (`finish`): `close_window` first, for what
+    only the window's end decides, then every run, then `window_events` and `measures`.
+    """
 
     name: ClassVar[str]
     track: ClassVar[Track]
-    kind: ClassVar[str]
+    kind: ClassVar[str]  # the defect kind it reports: its name
     needs_both_tracks: ClassVar[bool] = False  # an "av" detector that compares the two tracks
-    Options: ClassVar[type[DetectorOptions]]
+    Options: ClassVar[type[DetectorOptions]]  # taken from `Detector[Options, State]`
     State: ClassVar[type[DetectorState]]
+    # The runs it follows: the State field that carries each one's RunState ("": the State is
+    # that RunState), each one's tracker `trackers[field]`. A run in a field named after a track
+    # ("video", "audio") reports on that track, any other on the detector's. A run shorter than
+    # the option `min_duration_s`, where the options have one, is no event.
+    runs: ClassVar[tuple[str, ...]] = ("",)
+    run_reduce: ClassVar[Reduce] = "mean"  # how a run's values make its event's value
+
+    options: OptionsT
+    state: StateT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            if get_origin(base) is Detector:
+                cls.Options, cls.State = get_args(base)
+        if "name" in cls.__dict__ and "kind" not in cls.__dict__:
+            cls.kind = cls.name
 
     def __init__(self, *, options: DetectorOptions, state: dict[str, Any] | None, context: WindowContext):
-        self.options = options
-        self.state = self.State.model_validate(state or {})
+        self.options = options  # type: ignore[assignment]
+        self.state = self.State.model_validate(state or {})  # type: ignore[assignment]
         self.context = context
+        min_duration_s = getattr(options, "min_duration_s", 0.0)
+        self.trackers = {
+            key: RunTracker(
+                kind=self.kind,
+                track=key if key in ("video", "audio") else self.track,  # type: ignore[arg-type]
+                min_duration_s=min_duration_s,
+                state=self._run_state(key),
+                reduce=self.run_reduce,
+                report_value=self.run_value,
+            )
+            for key in self.runs
+        }
+        self.open_window()
+
+    def _run_state(self, key: str) -> RunState:
+        state = getattr(self.state, key) if key else self.state
+        assert isinstance(state, RunState), f"{self.name}: {key or 'the state'} is not a RunState"
+        return state
+
+    @property
+    def tracker(self) -> RunTracker:
+        """The run tracker of a detector that follows one run."""
+        (tracker,) = self.trackers.values()
+        return tracker
+
+    def open_window(self) -> None:
+        """Set up the window's working values (what goes on to the next window is in `state`)."""
 
     def feed_video(self, chunk: VideoChunk) -> None:  # pragma: no cover - video-less detectors
         pass
@@ -201,8 +249,33 @@ class Detector:
     def feed_decode_errors(self, chunk: DecodeErrorChunk) -> None:
         pass
 
+    def close_window(self) -> None:
+        """All the window's media is fed: settle what only its end decides, before its runs are closed."""
+
+    def window_events(self, events: list[DefectEvent]) -> list[DefectEvent]:
+        """The window's events as reported, once its runs are closed (by default, as they are)."""
+        return events
+
+    def measures(self) -> dict[str, float]:
+        """The window's measures."""
+        return {}
+
+    def run_value(self, value: float) -> float:
+        """An event's value, from its run's values reduced (by default, that)."""
+        return value
+
     def finish(self) -> DetectorOutput:
-        raise NotImplementedError
+        """Close the window: its runs closed (at the stream's end) or announced, its events, its
+        measures, and the state for the next window."""
+        self.close_window()
+        span = self.context.span
+        events = [
+            event
+            for tracker in self.trackers.values()
+            for event in tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+        ]
+        events = self.window_events(events)
+        return DetectorOutput(events=events, measures=self.measures(), state=self.state.model_dump())
 
 
 def db_to_amplitude(db: float) -> float:

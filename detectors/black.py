@@ -6,10 +6,11 @@ picture_black_ratio_th=0.98, black_min_duration=2), limited-range aware.
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, limited_range_level
-from .runs import RunState, RunTracker
+from .base import Detector, DetectorOptions, VideoChunk, WindowContext, limited_range_level
+from .runs import RunState
 
 
 class BlackOptions(DetectorOptions):
@@ -20,32 +21,26 @@ class BlackOptions(DetectorOptions):
     picture_ratio: float = Field(0.98, gt=0, le=1, description="a picture is black when this fraction of pixels is")
 
 
-class BlackDetector(Detector):
-    name = "black"
-    kind = "black"
-    track = "video"
-    Options = BlackOptions
-    State = RunState
-    options: BlackOptions
+def black_pictures(chunk: VideoChunk, context: WindowContext, options: BlackOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Which pictures of the chunk are black by `options`, and each one's fraction of black pixels."""
+    level = limited_range_level(options.pixel_threshold, full_range=chunk.full_range)
+    fractions = context.black_fraction(chunk, pixel_level=level)
+    return fractions >= options.picture_ratio, fractions
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.tracker = RunTracker(
-            kind=self.kind, track=self.track, min_duration_s=self.options.min_duration_s, state=self.state
-        )
+
+class BlackDetector(Detector[BlackOptions, RunState]):
+    name = "black"
+    track = "video"
+
+    def open_window(self) -> None:
         self.frames = 0
         self.black_frames = 0
 
     def feed_video(self, chunk: VideoChunk) -> None:
-        level = limited_range_level(self.options.pixel_threshold, full_range=chunk.full_range)
-        fractions = self.context.black_fraction(chunk, pixel_level=level)
-        black = fractions >= self.options.picture_ratio
+        black, fractions = black_pictures(chunk, self.context, self.options)
         self.frames += len(black)
         self.black_frames += int(black.sum())
         self.tracker.track_frames(chunk.times, black, fractions)
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
-        measures = {"black_frame_ratio": self.black_frames / self.frames} if self.frames else {}
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+    def measures(self) -> dict[str, float]:
+        return {"black_frame_ratio": self.black_frames / self.frames} if self.frames else {}

@@ -44,8 +44,8 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, FrameStack, VideoChunk, take_frames
-from .runs import RunState, RunTracker
+from .base import Detector, DetectorOptions, FrameStack, VideoChunk, take_frames
+from .runs import RunState
 from .sampling import analysis_slots
 
 _BLOCK = 8
@@ -154,20 +154,11 @@ def blockiness_scores(
     return worst_strips(v_grid, h_grid) - worst_strips(v_off, h_off)
 
 
-class BlockinessDetector(Detector):
+class BlockinessDetector(Detector[BlockinessOptions, BlockinessState]):
     name = "blockiness"
-    kind = "blockiness"
     track = "video"
-    Options = BlockinessOptions
-    State = BlockinessState
-    options: BlockinessOptions
-    state: BlockinessState
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.tracker = RunTracker(
-            kind=self.kind, track=self.track, min_duration_s=self.options.min_duration_s, state=self.state
-        )
+    def open_window(self) -> None:
         self.analysed = 0
         self.score_total = 0.0
         self.score_max = -math.inf
@@ -194,12 +185,7 @@ class BlockinessDetector(Detector):
         ]
         return (fields[0] + fields[1]) / 2
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
-        measures = (
-            {"blockiness_mean": self.score_total / self.analysed, "blockiness_max": self.score_max}
-            if self.analysed
-            else {}
-        )
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+    def measures(self) -> dict[str, float]:
+        if not self.analysed:
+            return {}
+        return {"blockiness_mean": self.score_total / self.analysed, "blockiness_max": self.score_max}

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, DetectorOutput, VideoChunk, take_frames
-from .runs import RunState, RunTracker
+from .base import Detector, DetectorOptions, VideoChunk, take_frames
+from .runs import RunState
 from .sampling import analysis_slots
 
 _REACH = 9  # an edge is judged over 9 px (4 before its steepest step, 4 after), its flanks 4 px beyond
@@ -129,20 +129,11 @@ def edge_widths(
     return np.where(informative, score, np.nan), density
 
 
-class BlurDetector(Detector):
+class BlurDetector(Detector[BlurOptions, BlurState]):
     name = "blur"
-    kind = "blur"
     track = "video"
-    Options = BlurOptions
-    State = BlurState
-    options: BlurOptions
-    state: BlurState
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.tracker = RunTracker(
-            kind=self.kind, track=self.track, min_duration_s=self.options.min_duration_s, state=self.state
-        )
+    def open_window(self) -> None:
         self.analysed = 0
         self.informative = 0
         self.width_total = 0.0
@@ -183,16 +174,16 @@ class BlurDetector(Detector):
         elif tracker.is_open:
             tracker.inactive(t)
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
-        if span.is_last and self.tracker.is_open and self.state.no_information_since_s is not None:
+    def close_window(self) -> None:
+        if self.context.span.is_last and self.tracker.is_open and self.state.no_information_since_s is not None:
             self.tracker.inactive(self.state.no_information_since_s)
         if not self.tracker.is_open:
             self.state.no_information_since_s = None
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+
+    def measures(self) -> dict[str, float]:
         measures: dict[str, float] = {}
         if self.analysed:
             measures["blur_informative_ratio"] = self.informative / self.analysed
         if self.informative:
             measures["blur_edge_width_px"] = self.width_total / self.informative
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+        return measures

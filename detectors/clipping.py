@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, DetectorState, db_to_amplitude
-from .runs import RunState, RunTracker, find_runs
+from .base import AudioChunk, Detector, DetectorOptions, DetectorState, db_to_amplitude
+from .runs import RunState, find_runs
 
 _SPAN_BLOCKS = 100  # the span is counted in blocks of a hundredth of it: 10 ms for 1 s
 _GAP_S = 0.1  # a jump in sample times larger than this restarts the count
@@ -79,18 +79,12 @@ class ClippingState(DetectorState):
     run: RunState = Field(default_factory=RunState)
 
 
-class ClippingDetector(Detector):
+class ClippingDetector(Detector[ClippingOptions, ClippingState]):
     name = "clipping"
-    kind = "clipping"
     track = "audio"
-    Options = ClippingOptions
-    State = ClippingState
-    options: ClippingOptions
-    state: ClippingState
+    runs = ("run",)
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.tracker = RunTracker(kind=self.kind, track=self.track, min_duration_s=0.0, state=self.state.run)
+    def open_window(self) -> None:
         self.level = db_to_amplitude(self.options.level_db)
         self.samples = 0
         self.clipped_samples = 0
@@ -273,19 +267,19 @@ class ClippingDetector(Detector):
         self.tracker.inactive(float(st.run.last_active_s or 0.0))
         st.pending_blocks = 0
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
-        if span.is_last:
+    def close_window(self) -> None:
+        if self.context.span.is_last:
             self._settle()
             if self.tracker.is_open:
                 self._close()  # at its last clipped sample, which may be the stream's last
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
-        measures: dict[str, float] = {}
-        if self.samples:
-            measures["audio_clipped_samples"] = float(self.clipped_samples)
-            measures["audio_clipped_ratio"] = self.clipped_instants / self.samples
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
 
+    def measures(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        return {
+            "audio_clipped_samples": float(self.clipped_samples),
+            "audio_clipped_ratio": self.clipped_instants / self.samples,
+        }
 
 def _clipped_runs(
     extreme: np.ndarray, *, decided: int, prior_sign: int, prior_length: int, min_run: int

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import DecodeErrorChunk, Detector, DetectorOptions, DetectorOutput, DetectorState
-from .runs import RunState, RunTracker
+from .base import DecodeErrorChunk, Detector, DetectorOptions, DetectorState
+from .runs import RunState
 
 
 class DecodeErrorOptions(DetectorOptions):
@@ -24,22 +24,13 @@ class DecodeErrorState(DetectorState):
     audio: RunState = Field(default_factory=RunState)
 
 
-class DecodeErrorDetector(Detector):
+class DecodeErrorDetector(Detector[DecodeErrorOptions, DecodeErrorState]):
     name = "decode_error"
-    kind = "decode_error"
     track = "av"
-    Options = DecodeErrorOptions
-    State = DecodeErrorState
-    options: DecodeErrorOptions
-    state: DecodeErrorState
+    runs = ("video", "audio")
+    run_reduce = "sum"
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.trackers = {
-            track: RunTracker(kind=self.kind, track=track, min_duration_s=0.0, state=getattr(self.state, track), reduce="sum")
-            for track in ("video", "audio")
-        }
-        self.ends = {"video": 0.0, "audio": 0.0}
+    def open_window(self) -> None:
         self.errors = 0
 
     def feed_decode_errors(self, chunk: DecodeErrorChunk) -> None:
@@ -51,13 +42,12 @@ class DecodeErrorDetector(Detector):
                 tracker.inactive(last)
             tracker.active(start_s=t, last_s=t + duration, values=np.ones(1))
 
-    def finish(self) -> DetectorOutput:
+    def close_window(self) -> None:
         span = self.context.span
-        events = []
         for tracker in self.trackers.values():
             last = tracker.state.last_active_s
             if tracker.is_open and last is not None and (span.is_last or span.end_s - last > self.options.merge_gap_s):
                 tracker.inactive(last)
-            events += tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
-        measures = {"decode_errors": float(self.errors)} if self.errors else {}
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+
+    def measures(self) -> dict[str, float]:
+        return {"decode_errors": float(self.errors)} if self.errors else {}

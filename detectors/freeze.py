@@ -31,18 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from .base import (
-    Detector,
-    DetectorOptions,
-    DetectorOutput,
-    VideoChunk,
-    coarse_stride,
-    db_to_amplitude,
-    limited_range_level,
-)
 from vqa.contracts import DefectEvent
 
-from .runs import RunState, RunTracker, find_runs
+from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude, limited_range_level
+from .runs import RunState, find_runs
 
 _BLOCK = 16
 
@@ -222,20 +214,11 @@ class _Onset:
         return onset
 
 
-class FreezeDetector(Detector):
+class FreezeDetector(Detector[FreezeOptions, FreezeState]):
     name = "freeze"
-    kind = "freeze"
     track = "video"
-    Options = FreezeOptions
-    State = FreezeState
-    options: FreezeOptions
-    state: FreezeState
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.tracker = RunTracker(
-            kind=self.kind, track=self.track, min_duration_s=self.options.min_duration_s, state=self.state
-        )
+    def open_window(self) -> None:
         self.noise_levels = db_to_amplitude(self.options.noise_db) * 256.0
         self.reference: np.ndarray | None = None
         self.reference_time = 0.0
@@ -377,22 +360,24 @@ class FreezeDetector(Detector):
         np.abs(step, out=step)
         return _mean_abs(step) <= o.refine_max_mafd
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
+    def close_window(self) -> None:
         st = self.state
         if self.tracker.is_open and not st.onset_settled and not st.announced and st.last_active_s is not None:
             # The window ends before the freeze has run long enough to settle its start: settle it
             # on what this window saw (the frames before it are not carried to the next window).
             st.open_start_s = self.onset.refine(float(st.open_start_s or 0.0), st.last_active_s, self.block)
             st.onset_settled = True
-        events = self._programme_details(self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last))
         if self.started:
-            self.state.has_reference = self.reference is not None
-            self.state.reference_print = _encode_print(self.reference) if self.reference is not None else None
-        measures = (
-            {"mean_frame_difference": self.difference_total / self.difference_count} if self.difference_count else {}
-        )
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+            st.has_reference = self.reference is not None
+            st.reference_print = _encode_print(self.reference) if self.reference is not None else None
+
+    def window_events(self, events: list[DefectEvent]) -> list[DefectEvent]:
+        return self._programme_details(events)
+
+    def measures(self) -> dict[str, float]:
+        if not self.difference_count:
+            return {}
+        return {"mean_frame_difference": self.difference_total / self.difference_count}
 
     def _programme_details(self, events: list[DefectEvent]) -> list[DefectEvent]:
         """Mark a freeze that holds the stream's first picture (`details.from_start`), and one that

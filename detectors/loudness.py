@@ -30,7 +30,9 @@ from functools import cached_property, lru_cache
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, DetectorState
+from vqa.contracts import DefectEvent
+
+from .base import AudioChunk, Detector, DetectorOptions, DetectorState
 from .runs import RunState, RunTracker, find_runs
 
 _BLOCKS_PER_S = 10  # 100 ms blocks: the step of momentary and short-term loudness and of the gating
@@ -263,24 +265,12 @@ class _History:
         return float(self.ends_s[first]) - _MOMENTARY_S / 2
 
 
-class LoudnessDetector(Detector):
+class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
     name = "loudness"
-    kind = "loudness"
     track = "audio"
-    Options = LoudnessOptions
-    State = LoudnessState
-    options: LoudnessOptions
-    state: LoudnessState
+    runs = ("too_loud", "too_quiet")
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        o = self.options
-        self.too_loud = RunTracker(
-            kind=self.kind, track=self.track, min_duration_s=o.min_duration_s, state=self.state.too_loud
-        )
-        self.too_quiet = RunTracker(
-            kind=self.kind, track=self.track, min_duration_s=o.min_duration_s, state=self.state.too_quiet
-        )
+    def open_window(self) -> None:
         self.momentary_max = -math.inf
         self.short_term_max = -math.inf
         self.short_term_min = math.inf
@@ -364,10 +354,10 @@ class LoudnessDetector(Detector):
             momentary = history.momentary
             audible = short_lufs >= o.ignore_below_lufs
             self._follow(
-                self.too_loud, history, judged, short_lufs, short_lufs > o.max_lufs, momentary > o.max_lufs
+                self.trackers["too_loud"], history, judged, short_lufs, short_lufs > o.max_lufs, momentary > o.max_lufs
             )
             self._follow(
-                self.too_quiet,
+                self.trackers["too_quiet"],
                 history,
                 judged,
                 short_lufs,
@@ -429,17 +419,16 @@ class LoudnessDetector(Detector):
             if b < judged.size:
                 tracker.inactive(history.edge(judged[b], momentary_out, entering=False, since_s=None))
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
-        events = []
-        for tracker, direction, limit in (
-            (self.too_loud, "above", self.options.max_lufs),
-            (self.too_quiet, "below", self.options.min_lufs),
+    def window_events(self, events: list[DefectEvent]) -> list[DefectEvent]:
+        for key, direction, limit in (
+            ("too_loud", "above", self.options.max_lufs),
+            ("too_quiet", "below", self.options.min_lufs),
         ):
-            for event in tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last):
+            for event in self.trackers[key].events:
                 event.defect.details.update(direction=direction, limit_lufs=limit)
-                events.append(event)
-        events.sort(key=lambda e: e.defect.start_s)
+        return sorted(events, key=lambda e: e.defect.start_s)
+
+    def measures(self) -> dict[str, float]:
         measures: dict[str, float] = {}
         integrated = integrated_lufs(self.state.histogram, first_bin=self.state.histogram_first_bin)
         if integrated is not None:
@@ -449,4 +438,4 @@ class LoudnessDetector(Detector):
         if self.short_term_max > -math.inf:
             measures["loudness_shortterm_max_lufs"] = self.short_term_max
             measures["loudness_shortterm_min_lufs"] = self.short_term_min
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+        return measures

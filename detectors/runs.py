@@ -14,7 +14,7 @@ import numpy as np
 
 from vqa.contracts import Defect, DefectEvent, Track
 
-from .base import DetectorState
+from .models import DetectorState
 
 Reduce = Literal["mean", "max", "sum"]
 

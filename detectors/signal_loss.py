@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, DetectorState, VideoChunk
-from .runs import RunState, RunTracker
+from .base import AudioChunk, Detector, DetectorOptions, DetectorState, VideoChunk
+from .runs import RunState
 
 
 class SignalLossOptions(DetectorOptions):
@@ -29,24 +29,11 @@ class SignalLossState(DetectorState):
     audio: TrackCoverage = Field(default_factory=TrackCoverage)
 
 
-class SignalLossDetector(Detector):
+class SignalLossDetector(Detector[SignalLossOptions, SignalLossState]):
     name = "signal_loss"
-    kind = "signal_loss"
     track = "av"
-    Options = SignalLossOptions
-    State = SignalLossState
-    options: SignalLossOptions
-    state: SignalLossState
-
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.trackers = {
-            track: RunTracker(
-                kind=self.kind, track=track, min_duration_s=self.options.min_duration_s,
-                state=getattr(self.state, track), reduce="max",
-            )
-            for track in ("video", "audio")
-        }
+    runs = ("video", "audio")
+    run_reduce = "max"
 
     def _covered(self, track: str, starts: np.ndarray, ends: np.ndarray) -> None:
         """Media of `track` covers [starts[i], ends[i]); report the gaps before and between."""
@@ -72,13 +59,10 @@ class SignalLossDetector(Detector):
             start = np.array([chunk.start_s])
             self._covered("audio", start, start + n / chunk.sample_rate)
 
-    def finish(self) -> DetectorOutput:
+    def close_window(self) -> None:
         span = self.context.span
-        events = []
         for tracker in self.trackers.values():
             coverage: TrackCoverage = tracker.state  # type: ignore[assignment]
             end = coverage.media_end_s
             if end is not None and span.end_s - end >= self.options.min_duration_s:
                 tracker.active(start_s=end, last_s=span.end_s, values=np.array([span.end_s - end]))
-            events += tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
-        return DetectorOutput(events=events, state=self.state.model_dump())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, amplitude_to_db, db_to_amplitude
-from .runs import RunState, RunTracker, find_runs
+from .base import AudioChunk, Detector, DetectorOptions, amplitude_to_db, db_to_amplitude
+from .runs import RunState, find_runs
 
 
 class SilenceOptions(DetectorOptions):
@@ -19,28 +19,19 @@ class SilenceOptions(DetectorOptions):
     noise_db: float = Field(-60.0, le=0, description="a sample is silent below this level (dBFS)")
 
 
-class SilenceDetector(Detector):
+class SilenceDetector(Detector[SilenceOptions, RunState]):
     name = "silence"
-    kind = "silence"
     track = "audio"
-    Options = SilenceOptions
-    State = RunState
-    options: SilenceOptions
+    run_reduce = "max"
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.tracker = RunTracker(
-            kind=self.kind,
-            track=self.track,
-            min_duration_s=self.options.min_duration_s,
-            state=self.state,
-            reduce="max",
-            report_value=amplitude_to_db,
-        )
+    def open_window(self) -> None:
         self.threshold = db_to_amplitude(self.options.noise_db)
         self.samples = 0
         self.square_total = 0.0
         self.peak = 0.0
+
+    def run_value(self, value: float) -> float:
+        return amplitude_to_db(value)  # the stretch's peak, in dBFS
 
     def feed_audio(self, chunk: AudioChunk) -> None:
         if chunk.samples.shape[1] == 0:
@@ -64,11 +55,9 @@ class SilenceDetector(Detector):
             if b < magnitude.size:
                 self.tracker.inactive(t0 + b / rate)
 
-    def finish(self) -> DetectorOutput:
-        span = self.context.span
-        events = self.tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+    def measures(self) -> dict[str, float]:
         measures: dict[str, float] = {}
         if self.samples:
             measures["audio_rms_db"] = amplitude_to_db(float(np.sqrt(self.square_total / self.samples)))
             measures["audio_peak_db"] = amplitude_to_db(self.peak)
-        return DetectorOutput(events=events, measures=measures, state=self.state.model_dump())
+        return measures
