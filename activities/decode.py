@@ -22,7 +22,10 @@ import numpy as np
 from detectors import AudioChunk, VideoChunk
 from detectors.base import DecodeErrorChunk, FrameStack, coarse_stride
 from vqa.contracts import AudioInfo, MediaInfo, VideoInfo
+from vqa.settings import Settings
 
+from .errors import SourceUnavailableError, UnreadableSourceError
+from .sources import hls, open_source
 
 # Frames per chunk handed to the detectors: big enough to vectorise over,
 # small enough that a 1080p window never sits in memory whole (32 x 2 MB).
@@ -30,18 +33,10 @@ VIDEO_CHUNK_FRAMES = 32
 AUDIO_CHUNK_SECONDS = 1.0
 # HLS: also read the segment(s) this far before a window, for the frame just before it.
 PREROLL_S = 0.25
-# How long a network source may stay silent before the read fails (retryably).
-# A live window waits this long for new segments before it analyses what there is.
-LIVE_STALL_S = float(os.environ.get("VQA_LIVE_STALL_S", "30"))
-# Decoder threads per window; 0 (the default): adapt, see DecoderThreads.
-DECODE_THREADS = int(os.environ.get("VQA_DECODE_THREADS", "0"))
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
 _AVCOL_RANGE_JPEG = 2
 _PICTURE_I = av.video.frame.PictureType.I  # intra-coded, keyframe or not
 
-from . import hls  # noqa: E402
-from .errors import SourceUnavailableError, UnreadableSourceError  # noqa: E402
-from .opening import _open, _open_hls  # noqa: E402
 
 
 class DecoderThreads:
@@ -51,21 +46,21 @@ class DecoderThreads:
     the worker decodes as many windows at once as it has cores, each gets one
     thread: frame threading costs CPU per frame, which a busy worker would rather
     spend on another stream.
-    `VQA_DECODE_THREADS=N` fixes the count instead.
+    `VQA_DECODE_THREADS=N` (settings.decode_threads, given to `acquire`) fixes the count instead.
     """
 
-    def __init__(self, fixed: int = DECODE_THREADS, cores: int | None = None) -> None:
+    def __init__(self, fixed: int = 0, cores: int | None = None) -> None:
         self.fixed = fixed
         self.cores = cores or os.cpu_count() or 1
         self.decoding = 0
         self._lock = threading.Lock()
 
-    def acquire(self) -> int:
+    def acquire(self, fixed: int = 0) -> int:
         """A window starts decoding: its thread count (0: FFmpeg picks one per core)."""
         with self._lock:
             self.decoding += 1
-            if self.fixed > 0:
-                return self.fixed
+            if fixed > 0 or self.fixed > 0:
+                return fixed or self.fixed
             if self.decoding == 1:
                 return 0
             return max(1, self.cores // self.decoding)
@@ -119,10 +114,10 @@ def _first_frame_times(container: av.container.InputContainer, streams: list[av.
     return firsts
 
 
-def probe(source: str) -> MediaInfo:
+def probe(source: str, *, settings: Settings | None = None) -> MediaInfo:
     """What the source holds: tracks, duration, and where its timeline starts."""
-    playlist = hls.load_playlist(source) if hls.is_hls(source) else None
-    container = _open_hls(playlist.segments[:2], source) if playlist else _open(source)
+    playlist = hls.load_playlist(source, settings=settings) if hls.is_hls(source) else None
+    container = open_source(source, settings=settings, segments=playlist.segments[:2] if playlist else None)
     try:
         video = _video_stream(container)
         audio = _audio_stream(container)
@@ -249,144 +244,194 @@ def decode_window(
     start_s: float,
     end_s: float,
     heartbeat: Callable[[float], None] = lambda position: None,
-) -> tuple[Iterator[VideoChunk | AudioChunk], DecodeReport]:
+    settings: Settings | None = None,
+) -> tuple[Iterator[VideoChunk | AudioChunk | DecodeErrorChunk], DecodeReport]:
     """Decode [start_s, end_s) of the source into detector chunks.
 
     Returns the chunk iterator and a report filled in as it runs; the report
     holds the last frame before the window by the time the first video chunk
     comes out.
     """
-    report = DecodeReport()
-    return _decode(source, media, start_s, end_s, heartbeat, report), report
+    window = _Window(source, media, start_s=start_s, end_s=end_s, heartbeat=heartbeat, settings=settings or Settings())
+    return window.chunks(), window.report
 
 
-def _decode(
-    source: str,
-    media: MediaInfo,
-    start_s: float,
-    end_s: float,
-    heartbeat: Callable[[float], None],
-    report: DecodeReport,
-) -> Iterator[VideoChunk | AudioChunk]:
-    hls_source = hls.is_hls(source)
-    if hls_source:
-        if media.live:
-            playlist, _stalled = hls.wait_for_coverage(source, end_s, stall_s=LIVE_STALL_S, heartbeat=heartbeat)
-        else:
-            playlist = hls.load_playlist(source)
-        report.live_edge_s = playlist.duration_s
-        if playlist.ended and playlist.duration_s <= end_s + 1e-6:
-            report.stream_ended, report.end_s = True, max(start_s, playlist.duration_s)
-            end_s = report.end_s
-        segments = hls.segments_for(playlist, start_s, end_s, PREROLL_S + 1.0)
-        if not segments and media.live and playlist.segments:
-            return  # a live stream delivered nothing for this window (an outage): signal_loss tells
-        container = _open_hls(segments, source)
+def _open_window(window: _Window) -> av.container.InputContainer | None:
+    """The source opened for the window; an HLS playlist also tells where the stream ends.
+    None: a live stream delivered nothing for this window (an outage: signal_loss tells)."""
+    source, media, report = window.source, window.media, window.report
+    if not hls.is_hls(source):
+        return open_source(source, settings=window.settings)
+    if media.live:
+        playlist, _stalled = hls.wait_for_coverage(
+            source, window.end_s, stall_s=window.settings.live_stall_s, heartbeat=window.heartbeat, settings=window.settings
+        )
     else:
-        container = _open(source)
-    decoding = False
-    try:
-        video = _video_stream(container) if media.video else None
-        audio = _audio_stream(container) if media.audio else None
-        streams = [s for s in (video, audio) if s is not None]
-        if video is not None:
-            video.thread_type = "AUTO"
-            video.thread_count = DECODER_THREADS.acquire()
-            decoding = True
-        t0 = media.start_offset_s
-        if start_s > 0 and not hls_source:
-            # To the keyframe at or before the window: a window that starts on a keyframe
-            # (encoders place them every second or two) decodes nothing twice.
+        playlist = hls.load_playlist(source, settings=window.settings)
+    report.live_edge_s = playlist.duration_s
+    if playlist.ended and playlist.duration_s <= window.end_s + 1e-6:
+        report.stream_ended, report.end_s = True, max(window.start_s, playlist.duration_s)
+        window.end_s = report.end_s
+    segments = hls.segments_for(playlist, window.start_s, window.end_s, PREROLL_S + 1.0)
+    if not segments and media.live and playlist.segments:
+        return None
+    return open_source(source, settings=window.settings, segments=segments)
+
+
+class _Window:
+    """One window's decode: demux, decode, and cut what falls in the window into chunks."""
+
+    def __init__(
+        self, source: str, media: MediaInfo, *, start_s: float, end_s: float,
+        heartbeat: Callable[[float], None], settings: Settings,
+    ) -> None:
+        self.source, self.media, self.settings, self.heartbeat = source, media, settings, heartbeat
+        self.start_s, self.end_s = start_s, end_s
+        self.report = DecodeReport()
+        self.errors = _DecodeErrors(self.report, start_s=start_s, end_s=end_s, t0=media.start_offset_s)
+
+    def chunks(self) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
+        container = _open_window(self)
+        if container is None:
+            return
+        threads = 0
+        try:
+            video = _video_stream(container) if self.media.video else None
+            audio = _audio_stream(container) if self.media.audio else None
+            if video is not None:
+                video.thread_type = "AUTO"
+                video.thread_count = DECODER_THREADS.acquire(self.settings.decode_threads)
+                threads = 1
+            if self.start_s > 0 and not hls.is_hls(self.source):
+                self._seek(container, video or audio)
+            yield from self._cut(container, video, audio)
+        except av.error.FFmpegError as exc:
+            raise SourceUnavailableError(f"reading {self.source} failed: {exc.strerror}") from exc
+        finally:
+            container.close()
+            if threads:
+                DECODER_THREADS.release()
+
+    def _seek(self, container: av.container.InputContainer, stream: av.stream.Stream | None) -> None:
+        # To the keyframe at or before the window: a window that starts on a keyframe
+        # (encoders place them every second or two) decodes nothing twice.
+        try:
+            _seek_before(container, stream, self.media.start_offset_s + self.start_s)
+        except av.error.FFmpegError as exc:
+            raise UnreadableSourceError(f"cannot seek to {self.start_s:.3f}s in {self.source}: {exc.strerror}") from exc
+
+    def _frames(self, container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.frame.Frame]:
+        for packet in container.demux(streams):
             try:
-                _seek_before(container, video or audio, t0 + start_s)
-            except av.error.FFmpegError as exc:
-                raise UnreadableSourceError(f"cannot seek to {start_s:.3f}s in {source}: {exc.strerror}") from exc
+                for frame in packet.decode():
+                    if frame.is_corrupt:
+                        self.errors.at(packet.stream, frame.pts, packet.duration)
+                    yield frame
+            except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+                # A corrupt packet is a defect of the stream, not a failure of the analysis.
+                self.errors.at(packet.stream, packet.pts, packet.duration)
 
-        video_buffer = _VideoBuffer(video.codec_context if video is not None else None)
-        audio_buffer = _AudioBuffer(start_s=start_s, end_s=end_s)
-        resampler = av.AudioResampler(format="fltp") if audio is not None else None
-        video_done = video is None
-        audio_done = audio is None
-        last_before: tuple[np.ndarray, float] | None = None
-
-        errors: dict[str, list[tuple[float, float]]] = {"video": [], "audio": []}
-
-        def error_at(stream: av.stream.Stream, pts: int | None, duration: int | None) -> None:
-            if pts is None or stream.time_base is None:
-                return
-            t = float(pts * stream.time_base) - t0
-            if start_s - 1e-6 <= t < end_s - 1e-6:  # earlier ones belong to the window before
-                length = float(duration * stream.time_base) if duration else 0.0
-                errors[stream.type].append((t, length))
-                report.decode_errors += 1
-
-        def frames() -> Iterator[av.VideoFrame | av.AudioFrame]:
-            for packet in container.demux(streams):
-                try:
-                    for frame in packet.decode():
-                        if frame.is_corrupt:
-                            error_at(packet.stream, frame.pts, packet.duration)
-                        yield frame
-                except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
-                    # A corrupt packet is a defect of the stream, not a failure of the analysis.
-                    error_at(packet.stream, packet.pts, packet.duration)
-
-        def error_chunks() -> Iterator[DecodeErrorChunk]:
-            for track, found in errors.items():
-                if found:
-                    times, durations = zip(*sorted(found))
-                    yield DecodeErrorChunk(track=track, times=np.array(times), durations=np.array(durations))  # type: ignore[arg-type]
-                    found.clear()
-
-        for frame in frames():
+    def _cut(
+        self, container: av.container.InputContainer, video: av.VideoStream | None, audio: av.AudioStream | None
+    ) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
+        pictures = _VideoCut(self, video.codec_context) if video is not None else None
+        sound = _AudioCut(self) if audio is not None else None
+        t0 = self.media.start_offset_s
+        for frame in self._frames(container, [s for s in (video, audio) if s is not None]):
             if frame.time is None:
                 continue
-            t = float(frame.time) - t0
-            if isinstance(frame, av.VideoFrame):
-                if video_done:
-                    continue
-                if t < start_s - 1e-6:
-                    report.video_frames_before += 1
-                    last_before = (_luma(frame).copy(), t)
-                    continue
-                if t >= end_s - 1e-6:
-                    video_done = True
-                else:
-                    if last_before is not None:
-                        report.previous_luma, report.previous_time_s = last_before
-                        last_before = None
-                    report.video_frames += 1
-                    for chunk in video_buffer.add(frame, t):
-                        heartbeat(t)
-                        yield chunk
-            else:
-                if audio_done or resampler is None:
-                    continue
-                # Most decoders already give planar float: convert only the others.
-                for converted in [frame] if frame.format.name == "fltp" else resampler.resample(frame):
-                    if converted.time is not None:
-                        t = float(converted.time) - t0
-                    for item in audio_buffer.add(converted.to_ndarray(), t, converted.sample_rate):
-                        report.audio_samples += item.samples.shape[1]
-                        yield item
-                    t += converted.samples / converted.sample_rate
-                if audio_buffer.done:
-                    audio_done = True
-            yield from error_chunks()
-            if video_done and audio_done:
+            cut = pictures if isinstance(frame, av.VideoFrame) else sound
+            if cut is not None and not cut.done:
+                yield from cut.add(frame, float(frame.time) - t0)
+            yield from self.errors.chunks()
+            if (pictures is None or pictures.done) and (sound is None or sound.done):
                 break
+        for cut in (pictures, sound):
+            if cut is not None:
+                yield from cut.flush()
+        yield from self.errors.chunks()
 
-        yield from video_buffer.flush()
-        for item in audio_buffer.flush():
-            report.audio_samples += item.samples.shape[1]
+
+class _DecodeErrors:
+    """Corrupt packets and frames inside the window, handed on as DecodeErrorChunks."""
+
+    def __init__(self, report: DecodeReport, *, start_s: float, end_s: float, t0: float) -> None:
+        self.report, self.start_s, self.end_s, self.t0 = report, start_s, end_s, t0
+        self.found: dict[str, list[tuple[float, float]]] = {"video": [], "audio": []}
+
+    def at(self, stream: av.stream.Stream, pts: int | None, duration: int | None) -> None:
+        if pts is None or stream.time_base is None:
+            return
+        t = float(pts * stream.time_base) - self.t0
+        if self.start_s - 1e-6 <= t < self.end_s - 1e-6:  # earlier ones belong to the window before
+            length = float(duration * stream.time_base) if duration else 0.0
+            self.found[stream.type].append((t, length))
+            self.report.decode_errors += 1
+
+    def chunks(self) -> Iterator[DecodeErrorChunk]:
+        for track, found in self.found.items():
+            if found:
+                times, durations = zip(*sorted(found))
+                yield DecodeErrorChunk(track=track, times=np.array(times), durations=np.array(durations))  # type: ignore[arg-type]
+                found.clear()
+
+
+class _VideoCut:
+    """Video frames: those before the window keep only the last (the frame the window's
+    first is compared with); those inside go to the chunk buffer."""
+
+    def __init__(self, window: _Window, codec: Any) -> None:
+        self.window, self.report = window, window.report
+        self.buffer = _VideoBuffer(codec)
+        self.last_before: tuple[np.ndarray, float] | None = None
+        self.done = False
+
+    def add(self, frame: av.VideoFrame, t: float) -> Iterator[VideoChunk]:
+        if t < self.window.start_s - 1e-6:
+            self.report.video_frames_before += 1
+            self.last_before = (_luma(frame).copy(), t)
+            return
+        if t >= self.window.end_s - 1e-6:
+            self.done = True
+            return
+        if self.last_before is not None:
+            self.report.previous_luma, self.report.previous_time_s = self.last_before
+            self.last_before = None
+        self.report.video_frames += 1
+        for chunk in self.buffer.add(frame, t):
+            self.window.heartbeat(t)
+            yield chunk
+
+    def flush(self) -> Iterator[VideoChunk]:
+        yield from self.buffer.flush()
+
+
+class _AudioCut:
+    """Audio frames, as planar float, into the window's one-second chunks."""
+
+    def __init__(self, window: _Window) -> None:
+        self.report, self.t0 = window.report, window.media.start_offset_s
+        self.buffer = _AudioBuffer(start_s=window.start_s, end_s=window.end_s)
+        self.resampler = av.AudioResampler(format="fltp")
+        self.done = False
+
+    def add(self, frame: av.AudioFrame, t: float) -> Iterator[AudioChunk]:
+        # Most decoders already give planar float: convert only the others.
+        for converted in [frame] if frame.format.name == "fltp" else self.resampler.resample(frame):
+            if converted.time is not None:
+                t = float(converted.time) - self.t0
+            yield from self._counted(self.buffer.add(converted.to_ndarray(), t, converted.sample_rate))
+            t += converted.samples / converted.sample_rate
+        if self.buffer.done:
+            self.done = True
+
+    def flush(self) -> Iterator[AudioChunk]:
+        yield from self._counted(self.buffer.flush())
+
+    def _counted(self, items: list[AudioChunk] | Iterator[AudioChunk]) -> Iterator[AudioChunk]:
+        for item in items:
+            self.report.audio_samples += item.samples.shape[1]
             yield item
-        yield from error_chunks()
-    except av.error.FFmpegError as exc:
-        raise SourceUnavailableError(f"reading {source} failed: {exc.strerror}") from exc
-    finally:
-        container.close()
-        if decoding:
-            DECODER_THREADS.release()
 
 
 # FFmpeg's AVFieldOrder: top or bottom field first in time (coded order aside).

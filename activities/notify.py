@@ -9,7 +9,7 @@ delivery is at-least-once. The webhook body is signed with HMAC-SHA256:
     X-VQA-Event-Id:  <the notification id>
 
 The secret, the SNS topic and the default webhook come from the worker's
-environment (VQA_WEBHOOK_SECRET, VQA_SNS_TOPIC_ARN, VQA_NOTIFY_URL), never from
+settings (VQA_WEBHOOK_SECRET, VQA_SNS_TOPIC_ARN, VQA_NOTIFY_URL), never from
 the workflow, so they never appear in its history.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from vqa.contracts import DefectEvent, NotifyRequest, notification_id
+from vqa.settings import Settings
 
 from . import policy
 from .errors import SourceUnavailableError
@@ -81,7 +81,7 @@ def sns_message(topic_arn: str, *, stream_id: str, event_id: str, phase: str, bo
     return message
 
 
-def _post(url: str, body: bytes, *, event_id: str, secret: str | None) -> None:
+def _post(url: str, body: bytes, *, event_id: str, secret: str | None, checks: policy.SourcePolicy) -> None:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "vqa-notify",
@@ -93,7 +93,7 @@ def _post(url: str, body: bytes, *, event_id: str, secret: str | None) -> None:
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         # Checks the address each connection reaches, and each redirect, against the worker's policy.
-        with policy.current().urlopen(req, timeout=_TIMEOUT_S, what="webhook") as response:
+        with checks.urlopen(req, timeout=_TIMEOUT_S, what="webhook") as response:
             response.read()
     except policy.SourceRefusedError as exc:
         raise ApplicationError(str(exc), type=REFUSED, non_retryable=True) from exc
@@ -119,33 +119,33 @@ def _publish(topic_arn: str, message: dict[str, Any]) -> None:
         raise ApplicationError(f"SNS publish to {topic_arn} failed: {exc}", type=UNDELIVERED) from exc
 
 
-def worker_targets() -> tuple[str | None, str | None]:
+def worker_targets(settings: Settings) -> tuple[str | None, str | None]:
     """This worker's own webhook (VQA_NOTIFY_URL) and SNS topic (VQA_SNS_TOPIC_ARN), where set."""
-    env = os.environ
-    return env.get("VQA_NOTIFY_URL", "").strip() or None, env.get("VQA_SNS_TOPIC_ARN", "").strip() or None
+    return (settings.notify_url or "").strip() or None, (settings.sns_topic_arn or "").strip() or None
 
 
-def has_notify_targets() -> bool:
+def has_notify_targets(settings: Settings) -> bool:
     """Whether this worker delivers notifications of its own (a default webhook or an SNS topic)."""
-    return any(worker_targets())
+    return any(worker_targets(settings))
 
 
-@activity.defn
-def notify_defects(request: NotifyRequest) -> int:
+def notify_defects(request: NotifyRequest, *, settings: Settings | None = None) -> int:
     """Deliver each event to the webhook and the SNS topic; returns how many were delivered.
 
     A failed delivery raises a retryable error, and the retry starts after the
     events already delivered (heartbeat details); a receiver may still see an
     event twice, and de-duplicates on its id.
     """
-    default_url, topic = worker_targets()
+    settings = settings or Settings()
+    default_url, topic = worker_targets(settings)
     url = request.url or default_url
-    secret = os.environ.get("VQA_WEBHOOK_SECRET") or None
+    secret = settings.secret("webhook_secret") or None
+    checks = policy.SourcePolicy.from_settings(settings)
     if url is None and topic is None:
         return 0
     if url is not None:
         try:
-            policy.current().check_webhook(url)  # a starter must not make the worker POST anywhere
+            checks.check_webhook(url)  # a starter must not make the worker POST anywhere
         except policy.SourceRefusedError as exc:
             raise ApplicationError(str(exc), type=REFUSED, non_retryable=True) from exc
         except SourceUnavailableError as exc:
@@ -158,7 +158,7 @@ def notify_defects(request: NotifyRequest) -> int:
         event_id = notification_id(request.stream_id, event)
         body = notification_body(request.stream_id, request.source, event)
         if url is not None:
-            _post(url, body, event_id=event_id, secret=secret)
+            _post(url, body, event_id=event_id, secret=secret, checks=checks)
         if topic is not None:
             _publish(topic, sns_message(topic, stream_id=request.stream_id, event_id=event_id, phase=event.phase, body=body))
         if activity.in_activity():

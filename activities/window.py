@@ -1,4 +1,4 @@
-"""The window activities: probe a source, analyse one window of it.
+"""Probe a source, analyse one window of it (the work behind the activities in service.py).
 
 Each window is decoded once, in memory, and every enabled detector sees the
 same frames and samples. The result is a few KiB of events and numbers.
@@ -9,6 +9,7 @@ unreachable source is retried by the activity's retry policy.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from temporalio import activity
@@ -16,14 +17,16 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 import detectors
 from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
-from vqa.contracts import ANALYZE_WINDOW, MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
+from detectors.base import DecodeErrorChunk
+from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
+from vqa.settings import Settings
 
 from .evidence import EvidenceRecorder, attach_evidence
-from .decode import SourceUnavailableError, UnreadableSourceError, decode_window, probe
-from .notify import has_notify_targets, notify_defects
+from .decode import DecodeReport, SourceUnavailableError, UnreadableSourceError, decode_window, probe
+from .notify import has_notify_targets
 from .policy import SourceRefusedError
 from .results import resolve as results_location
-from .results import store_window, write_report
+from .results import store_window
 
 UNREADABLE = "UnreadableSource"
 REFUSED = "SourceRefused"  # the worker's allow-list (activities/policy.py) forbids an address
@@ -38,18 +41,63 @@ def _application_error(exc: Exception) -> ApplicationError:
     return ApplicationError(str(exc), type="SourceUnavailable")
 
 
-@activity.defn
-def probe_source(request: ProbeRequest) -> MediaInfo:
+def probe_source(request: ProbeRequest, *, settings: Settings | None = None) -> MediaInfo:
     """Open the source and describe its tracks; fails non-retryably on bad input."""
     try:
-        return probe(request.source)
+        return probe(request.source, settings=settings)
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
 
 
-@activity.defn
-def analyze_window(request: WindowRequest) -> WindowResult:
-    """Decode one window and run every enabled detector over it."""
+def check_group(request: WindowRequest, names: list[str]) -> None:
+    """Refuse a window asking for detectors outside the group this worker serves."""
+    try:
+        asked = [n for n in detectors.resolve(request.detectors) if n not in request.exclude_detectors]
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+    outside = [n for n in asked if n not in names]
+    if outside:
+        raise ApplicationError(
+            f"this worker serves only the detectors {', '.join(names)} on its task queue; "
+            f"window {request.index} asks for {', '.join(outside)}",
+            type=INVALID_REQUEST,
+            non_retryable=True,
+        )
+
+
+def analyze_window(request: WindowRequest, *, settings: Settings | None = None) -> WindowResult:
+    """Decode one window and run every enabled detector over it.
+
+    Direct calls outside an activity (offline analysis, tests) write results and
+    evidence only where the request names a location.
+    """
+    settings = settings or Settings()
+    context = WindowContext(span=WindowSpan(start_s=request.start_s, end_s=request.end_s, is_last=request.is_last))
+    active = _detectors_for(request, context)
+    location = results_location(request.results, settings) if request.results is not None or activity.in_activity() else None
+    recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
+    try:
+        chunks, report = decode_window(
+            request.source, request.media, start_s=request.start_s, end_s=request.end_s,
+            heartbeat=_Heartbeat(), settings=settings,
+        )
+        _feed(chunks, report, active, context, recorder)
+    except (UnreadableSourceError, SourceUnavailableError) as exc:
+        raise _application_error(exc) from exc
+    if report.stream_ended and report.end_s is not None:
+        # A live playlist ended inside this window: it is the stream's last.
+        context.span = WindowSpan(start_s=request.start_s, end_s=report.end_s, is_last=True)
+    result = _result(request, context.span, report, active, notify_targets=has_notify_targets(settings))
+    if recorder and location and result.events:
+        attach_evidence(result.events, recorder, location=location, stream_id=request.stream_id,
+                        already_reported=set(request.open_event_ids), settings=settings)
+    store_window(request, result, settings=settings)  # the window's one write to the results location
+    _record_metrics(request, result)
+    return result
+
+
+def _detectors_for(request: WindowRequest, context: WindowContext) -> dict[str, detectors.Detector]:
+    """The enabled detectors that have a track to look at, each with its options and carried state."""
     try:
         options = detectors.parse_options(request.options)
         names = detectors.resolve(request.detectors)
@@ -57,9 +105,7 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         names = [n for n in names if n not in request.exclude_detectors]
     except ValueError as exc:
         raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
-
     media = request.media
-    context = WindowContext(span=WindowSpan(start_s=request.start_s, end_s=request.end_s, is_last=request.is_last))
     present = {"video": media.video is not None, "audio": media.audio is not None}
     present["av"] = present["video"] or present["audio"]
     active: dict[str, detectors.Detector] = {}
@@ -67,68 +113,44 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         cls = detectors.REGISTRY[name]
         if not present[cls.track] or (cls.needs_both_tracks and not (present["video"] and present["audio"])):
             continue  # a video detector on an audio-only stream has nothing to look at
-        active[name] = cls(
-            options=options.get(name) or cls.Options(),
-            state=request.states.get(name),
-            context=context,
-        )
+        active[name] = cls(options=options.get(name) or cls.Options(), state=request.states.get(name), context=context)
+    return active
+
+
+def _feed(
+    chunks: Iterable[VideoChunk | AudioChunk | DecodeErrorChunk], report: DecodeReport,
+    active: dict[str, detectors.Detector], context: WindowContext, recorder: EvidenceRecorder | None,
+) -> None:
+    """Every chunk to the detectors of its track (and small copies to the evidence recorder)."""
     video_detectors = [d for d in active.values() if d.track in ("video", "av")]
-    # Small copies of what is decoded, for the evidence of the defects found (see evidence.py).
-    location = results_location(request.results) if request.results is not None or activity.in_activity() else None
-    recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
     audio_detectors = [d for d in active.values() if d.track in ("audio", "av")]
-
-    # A heartbeat that reaches the server is a billable action. A window over a file is done in
-    # about a second, long before its heartbeat timeout: it need not heartbeat at all. Windows
-    # that take longer (a live window waiting for media, a slow source) start heartbeating after
-    # a quarter of the timeout; the SDK then sends at most one per 0.8 timeout.
-    started = time.monotonic()
-    quiet_s = _quiet_period_s()
-
-    def heartbeat(position_s: float) -> None:
-        if activity.in_activity():
-            if time.monotonic() - started < quiet_s:
-                return
-            activity.heartbeat(round(position_s, 3))
-            if activity.is_cancelled():  # e.g. a live stream stopped while its window waited
-                raise CancelledError("window cancelled")
-
-    try:
-        chunks, report = decode_window(
-            request.source, media, start_s=request.start_s, end_s=request.end_s, heartbeat=heartbeat
-        )
-        for chunk in chunks:
-            if isinstance(chunk, VideoChunk):
-                if context.previous_luma is None and report.previous_luma is not None:
-                    context.previous_luma, context.previous_time_s = report.previous_luma, report.previous_time_s
-                    if recorder:
-                        recorder.previous_frame(report.previous_luma, report.previous_time_s, full_range=chunk.full_range)
-                for detector in video_detectors:
-                    detector.feed_video(chunk)
+    for chunk in chunks:
+        if isinstance(chunk, VideoChunk):
+            if context.previous_luma is None and report.previous_luma is not None:
+                context.previous_luma, context.previous_time_s = report.previous_luma, report.previous_time_s
                 if recorder:
-                    recorder.add_video(chunk)
-            elif isinstance(chunk, AudioChunk):
-                if recorder:
-                    recorder.add_audio(chunk)
-                for detector in audio_detectors:
-                    detector.feed_audio(chunk)
-            else:
-                for detector in active.values():
-                    detector.feed_decode_errors(chunk)
-    except (UnreadableSourceError, SourceUnavailableError) as exc:
-        raise _application_error(exc) from exc
+                    recorder.previous_frame(report.previous_luma, report.previous_time_s, full_range=chunk.full_range)
+            for detector in video_detectors:
+                detector.feed_video(chunk)
+            if recorder:
+                recorder.add_video(chunk)
+        elif isinstance(chunk, AudioChunk):
+            if recorder:
+                recorder.add_audio(chunk)
+            for detector in audio_detectors:
+                detector.feed_audio(chunk)
+        else:
+            for detector in active.values():
+                detector.feed_decode_errors(chunk)
 
-    if report.stream_ended and report.end_s is not None:
-        # A live playlist ended inside this window: it is the stream's last.
-        context.span = WindowSpan(start_s=request.start_s, end_s=report.end_s, is_last=True)
-    span = context.span
+
+def _result(
+    request: WindowRequest, span: WindowSpan, report: DecodeReport, active: dict[str, detectors.Detector],
+    *, notify_targets: bool,
+) -> WindowResult:
     result = WindowResult(
-        index=request.index,
-        start_s=span.start_s,
-        end_s=span.end_s,
-        is_last=span.is_last,
-        live_edge_s=report.live_edge_s,
-        notify_targets=has_notify_targets(),
+        index=request.index, start_s=span.start_s, end_s=span.end_s, is_last=span.is_last,
+        live_edge_s=report.live_edge_s, notify_targets=notify_targets,
     )
     result.metrics = WindowMetrics(video_frames=report.video_frames, audio_samples=report.audio_samples)
     for name, detector in active.items():
@@ -137,12 +159,25 @@ def analyze_window(request: WindowRequest) -> WindowResult:
         result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
         result.states[name] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
-    if recorder and location and result.events:
-        attach_evidence(result.events, recorder, location=location, stream_id=request.stream_id,
-                        already_reported=set(request.open_event_ids))
-    store_window(request, result)  # the window's one write to the results location
-    _record_metrics(request, result)
     return result
+
+
+class _Heartbeat:
+    """A heartbeat that reaches the server is a billable action. A window over a file is done in
+    about a second, long before its heartbeat timeout: it need not heartbeat at all. Windows
+    that take longer (a live window waiting for media, a slow source) start heartbeating after
+    a quarter of the timeout; the SDK then sends at most one per 0.8 timeout."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.quiet_s = _quiet_period_s()
+
+    def __call__(self, position_s: float) -> None:
+        if not activity.in_activity() or time.monotonic() - self.started < self.quiet_s:
+            return
+        activity.heartbeat(round(position_s, 3))
+        if activity.is_cancelled():  # e.g. a live stream stopped while its window waited
+            raise CancelledError("window cancelled")
 
 
 def _quiet_period_s() -> float:
@@ -177,34 +212,3 @@ def _record_metrics(request: WindowRequest, result: WindowResult) -> None:
         meter.create_gauge_float("vqa_live_lag_seconds", "how far analysis is behind a live stream's edge", "s").set(
             max(0.0, result.live_edge_s - result.end_s), {"stream_id": request.stream_id}
         )
-
-
-class DetectorGroupWorker:
-    """`analyze_window` on a worker that serves one detector group on its own task queue.
-
-    It runs the same code, but refuses a window that asks for detectors outside its
-    group: a misrouted window fails loudly instead of running detectors the operator
-    placed elsewhere.
-    """
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = detectors.resolve(names)
-
-    @activity.defn(name=ANALYZE_WINDOW)
-    def analyze_window(self, request: WindowRequest) -> WindowResult:
-        try:
-            asked = [n for n in detectors.resolve(request.detectors) if n not in request.exclude_detectors]
-        except ValueError as exc:
-            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
-        outside = [n for n in asked if n not in self.names]
-        if outside:
-            raise ApplicationError(
-                f"this worker serves only the detectors {', '.join(self.names)} on its task queue; "
-                f"window {request.index} asks for {', '.join(outside)}",
-                type=INVALID_REQUEST,
-                non_retryable=True,
-            )
-        return analyze_window(request)
-
-
-ANALYSIS_ACTIVITIES = [probe_source, analyze_window, write_report, notify_defects]

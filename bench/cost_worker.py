@@ -2,7 +2,7 @@
 
     python -m bench.cost_worker --design ours|baseline --task-queue Q --stats FILE [--max-concurrent N] [--detectors a,b]
 
-`ours` is the product's worker (`vqa.runtime.build_worker`: StreamMonitorWorkflow and
+`ours` is the product's worker (`cli.worker.build_worker`: StreamMonitorWorkflow and
 the window activities); `baseline` runs PerSecondWorkflow with the product's probe and
 report activities plus `convert_second` and `detect_second`. Every S3 request its boto3
 clients send is counted (bench/counting.py); FILE gets the counts when the worker stops
@@ -33,20 +33,21 @@ _COUNTER.install()  # before any S3 client exists
 
 from temporalio.worker import Worker  # noqa: E402
 
-from vqa.runtime import Settings, build_worker, connect  # noqa: E402
+from cli.worker import build_worker  # noqa: E402
+from vqa.runtime import Settings, connect  # noqa: E402
 
 
 def _baseline_worker(client, *, task_queue: str, max_concurrent: int) -> Worker:  # type: ignore[no-untyped-def]
-    from activities.results import write_report
-    from activities.window import probe_source
+    from activities import StreamActivities
     from bench.baseline.activities import BASELINE_ACTIVITIES
     from bench.baseline.workflow import PerSecondWorkflow
 
+    acts = StreamActivities(Settings.from_env())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[PerSecondWorkflow],
-        activities=[probe_source, write_report, *BASELINE_ACTIVITIES],
+        activities=[acts.probe_source, acts.write_report, *BASELINE_ACTIVITIES],
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="per-second"),
         max_concurrent_activities=max_concurrent,
         graceful_shutdown_timeout=timedelta(seconds=20),

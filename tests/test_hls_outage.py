@@ -21,11 +21,12 @@ import imageio_ffmpeg
 import pytest
 
 import activities.decode
-from activities.hls import load_playlist
+from activities.sources.hls import load_playlist
+from support import hls
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from vqa.synth import ClipSpec, Segment, make_clip
 
-from . import hls, media
+from . import media
 from .conftest import TemporalServer
 
 OUTAGE_AFTER = 6  # segments (1 s each) delivered before the outage
@@ -106,8 +107,8 @@ class _DatedLivePlaylist:
 def test_a_live_outage_is_signal_loss_and_analysis_recovers(
     temporal_server: TemporalServer, task_queue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # VQA_LIVE_STALL_S, as the in-process worker has already read it.
-    monkeypatch.setattr(activities.decode, "LIVE_STALL_S", 1.0)
+    # The in-process worker is built after this, with its settings.
+    monkeypatch.setenv("VQA_LIVE_STALL_S", "1.0")
     segments = hls.segment(make_clip(tmp_path / "clip.mp4", CLIP), tmp_path, segment_s=1.0)
     live = _DatedLivePlaylist(tmp_path, segments)
     server = hls.StaticServer(tmp_path)
@@ -164,7 +165,7 @@ def test_an_undated_playlist_that_stops_growing_is_signal_loss_until_segments_re
     temporal_server: TemporalServer, task_queue: str, undated: tuple[Path, list[tuple[str, float]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(activities.decode, "LIVE_STALL_S", 3.0)
+    monkeypatch.setenv("VQA_LIVE_STALL_S", "3.0")
     directory, segments = undated
     # Holds at 6 s until the loss shows in the status, then goes on in real time (a segment a
     # second, well within the stall time): the window after the stalled one gets its media.
@@ -192,7 +193,7 @@ def test_an_undated_playlist_that_never_resumes_is_signal_loss_until_stopped(
     temporal_server: TemporalServer, task_queue: str, undated: tuple[Path, list[tuple[str, float]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(activities.decode, "LIVE_STALL_S", 1.0)
+    monkeypatch.setenv("VQA_LIVE_STALL_S", "1.0")
     directory, segments = undated
     live = hls.LivePlaylist(directory, segments, initial=OUTAGE_AFTER, pace_s=3600, end=False)  # never grows, never ends
     report = _analyse_undated(temporal_server, task_queue, directory, live, "stall-stop",

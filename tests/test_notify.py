@@ -20,16 +20,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.notify import notification_body, notify_defects, sign, sns_message
-from activities.results import write_report
-from activities.window import analyze_window, probe_source
+from activities import StreamActivities
+from activities.window import analyze_window
+from vqa.settings import Settings
 from detectors.runs import event_id
+from support.webhook import Receiver, serve_webhook
 from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest, WindowRequest, WindowResult
 from vqa.devserver import free_port
 from workflows import StreamMonitorWorkflow
 
 from . import media
 from .conftest import TemporalServer, analyse_stream, run_async, running_worker, start_stream
-from .webhook import Receiver, serve_webhook
 
 SECRET = "test-secret"
 
@@ -256,12 +257,13 @@ def test_a_retried_window_notifies_the_same_ids(temporal_server: TemporalServer,
 
     async def scenario() -> tuple[StreamReport, list[tuple[str, str, int]]]:
         client = await connect(temporal_server.settings(task_queue))
+        acts = StreamActivities(Settings())
         with ThreadPoolExecutor(max_workers=2) as pool:
             async with Worker(
                 client,
                 task_queue=task_queue,
                 workflows=[StreamMonitorWorkflow],
-                activities=[probe_source, _analyze_window_lost_once, write_report, notify_defects],
+                activities=[acts.probe_source, _analyze_window_lost_once, acts.write_report, acts.notify_defects],
                 activity_executor=pool,
                 max_concurrent_activities=2,
             ):
