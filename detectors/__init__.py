@@ -10,12 +10,12 @@ from typing import Any
 
 from .av_sync import AvSyncDetector
 from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoChunk, WindowContext, WindowSpan
-from .black import BlackDetector
+from .black import BlackDetector, BlackOptions
 from .blockiness import BlockinessDetector
 from .blur import BlurDetector
 from .clipping import ClippingDetector
 from .decode_error import DecodeErrorDetector
-from .freeze import FreezeDetector
+from .freeze import FreezeDetector, FreezeOptions
 from .loudness import LoudnessDetector
 from .signal_loss import SignalLossDetector
 from .silence import SilenceDetector
@@ -54,7 +54,12 @@ def resolve(names: list[str] | None) -> list[str]:
 
 
 def parse_options(options: dict[str, dict[str, Any]]) -> dict[str, DetectorOptions]:
-    """Validate per-detector options; raises ValueError naming the detector and the field."""
+    """The options in force for every detector: those given, validated, and defaults elsewhere.
+
+    Raises ValueError naming the detector and the field. Freeze leaves black pictures to
+    black, judged by black's options in force here (a black stretch is never also a freeze):
+    build freeze from this table, not from its own options alone.
+    """
     parsed: dict[str, DetectorOptions] = {}
     for name, values in options.items():
         if name not in REGISTRY:
@@ -63,7 +68,11 @@ def parse_options(options: dict[str, dict[str, Any]]) -> dict[str, DetectorOptio
             parsed[name] = REGISTRY[name].Options.model_validate(values)
         except ValueError as exc:
             raise ValueError(f"invalid options for detector {name!r}: {exc}") from exc
-    return parsed
+    in_force = {name: parsed.get(name) or cls.Options() for name, cls in REGISTRY.items()}
+    black, freeze = in_force[BlackDetector.name], in_force[FreezeDetector.name]
+    assert isinstance(black, BlackOptions) and isinstance(freeze, FreezeOptions)
+    in_force[FreezeDetector.name] = freeze.with_black(black)
+    return in_force
 
 
 __all__ = [

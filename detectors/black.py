@@ -2,6 +2,7 @@
 
 Same rule and defaults as FFmpeg's blackdetect (pixel_black_th=0.10,
 picture_black_ratio_th=0.98, black_min_duration=2), limited-range aware.
+The rule is `black_pictures`, which freeze asks too (a black picture is never frozen).
 """
 
 from __future__ import annotations

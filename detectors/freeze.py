@@ -11,7 +11,8 @@ reference (`refresh_max_mafd`) with no 16x16 block changed like motion would
 (`refresh_max_block_mad`), and it is either a keyframe or barely differs from
 the frame before (`refine_max_mafd`). Motion changes blocks locally, or
 changes every frame: it ends the freeze.
-Black frames are left to the black detector and never count as frozen.
+Black frames are left to the black detector and never count as frozen: black's own
+rule (`black_pictures`) with its options in force for the window decides which they are.
 
 Where a freeze begins is settled once it has run a while (`_Onset`): a source that
 was nearly still before it froze (a person sitting still: sensor noise of 0.05-0.15
@@ -29,11 +30,12 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from vqa.contracts import DefectEvent
 
-from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude, limited_range_level
+from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude
+from .black import BlackOptions, black_pictures
 from .runs import RunState, find_runs
 
 _BLOCK = 16
@@ -60,8 +62,28 @@ class FreezeOptions(DetectorOptions):
         "a freeze from the stream's first frame is not a defect; one after the picture has moved still is",
     )
     ignore_black: bool = Field(True, description="black frames are reported as black, never as frozen")
-    black_pixel_threshold: float = Field(0.10, ge=0, le=1, description="as black.pixel_threshold")
-    black_picture_ratio: float = Field(0.98, gt=0, le=1, description="as black.picture_ratio")
+    # Black is judged by the black detector's own options, never a copy of them: `parse_options`
+    # gives freeze the black options in force for the window (`with_black`).
+    _black: BlackOptions = PrivateAttr(default_factory=BlackOptions)
+
+    @property
+    def black(self) -> BlackOptions:
+        """The black detector's options, which say what a black frame is."""
+        return self._black
+
+    @property
+    def black_pixel_threshold(self) -> float:
+        return self._black.pixel_threshold
+
+    @property
+    def black_picture_ratio(self) -> float:
+        return self._black.picture_ratio
+
+    def with_black(self, black: BlackOptions) -> FreezeOptions:
+        """These options, black frames judged by `black`."""
+        options = self.model_copy()
+        options._black = black
+        return options
 
 
 class FreezeState(RunState):
@@ -311,8 +333,7 @@ class FreezeDetector(Detector[FreezeOptions, FreezeState]):
         """Which frames of the chunk are black (never frozen), when black is left to the black detector."""
         if not self.options.ignore_black:
             return np.zeros(len(chunk.times), dtype=bool)
-        level = limited_range_level(self.options.black_pixel_threshold, full_range=chunk.full_range)
-        return self.context.black_fraction(chunk, pixel_level=level) >= self.options.black_picture_ratio
+        return black_pictures(chunk, self.context, self.options.black)[0]
 
     def _remember(self, t: float, frame: np.ndarray, previous: np.ndarray | None) -> None:
         """Keep the frame, and how much it changed, for settling where a freeze began."""
