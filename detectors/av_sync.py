@@ -60,6 +60,7 @@ from pydantic import BaseModel, Field, model_validator
 from vqa.contracts import DefectEvent
 
 from .base import AudioChunk, Detector, DetectorOptions, DetectorState, VideoChunk, coarse_stride
+from .models import Decibels, Fraction, Seconds
 from .runs import RunState
 
 Mode = Literal["test_signal", "content", "timestamps"]
@@ -80,7 +81,7 @@ _EPS = 1e-9
 class AvSyncOptions(DetectorOptions):
     early_limit_ms: float = Field(90.0, ge=0, description="audio more than this early is out of sync (BT.1359)")
     late_limit_ms: float = Field(185.0, ge=0, description="audio more than this late is out of sync (BT.1359)")
-    min_duration_s: float = Field(1.5, ge=0, description="shortest out-of-sync stretch reported (s)")
+    min_duration_s: Seconds = Field(1.5, description="shortest out-of-sync stretch reported (s)")
     max_offset_ms: float = Field(500.0, gt=0, le=1000, description="largest offset looked for, either way (ms)")
     max_gap_s: float = Field(2.5, gt=0, description="longest a measurement stands when no other follows (s)")
     test_signal: bool = Field(True, description="measure flash-and-beep sync patterns")
@@ -90,8 +91,8 @@ class AvSyncOptions(DetectorOptions):
     flash_min_jump: float = Field(
         0.3, gt=0, le=1, description="rise of mean luma over the frame before that makes a flash (fraction of range)"
     )
-    beep_min_dbfs: float = Field(-30.0, le=0, description="a beep's peak reaches this level (dBFS)")
-    quiet_dbfs: float = Field(-50.0, le=0, description="before a beep the audio stays under this level (dBFS)")
+    beep_min_dbfs: Decibels = Field(-30.0, description="a beep's peak reaches this level (dBFS)")
+    quiet_dbfs: Decibels = Field(-50.0, description="before a beep the audio stays under this level (dBFS)")
     quiet_before_ms: float = Field(100.0, ge=1, le=1000, description="... for this long (ms)")
     content: bool = Field(True, description="estimate the offset from programme content")
     content_span_s: float = Field(8.0, ge=2, le=10, description="span the content envelopes are correlated over (s)")
@@ -99,8 +100,8 @@ class AvSyncOptions(DetectorOptions):
     content_min_correlation: float = Field(
         0.6, gt=0, le=1, description="normalised correlation the content estimate's peak must reach"
     )
-    content_min_margin: float = Field(
-        0.25, ge=0, le=1, description="how far the peak must stand over any other peak of the correlation"
+    content_min_margin: Fraction = Field(
+        0.25, description="how far the peak must stand over any other peak of the correlation"
     )
     content_min_events: int = Field(4, ge=1, description="events seen in both envelopes at the peak's lag")
     timestamps: bool = Field(True, description="report a whole track shifted by its timestamps")

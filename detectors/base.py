@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import numpy as np
+from pydantic import Field
 
 from vqa.contracts import DefectEvent, Track
 
@@ -94,6 +95,31 @@ class AudioChunk:
     start_s: float
     sample_rate: int
     samples: np.ndarray
+
+
+_AUDIO_GAP_S = 0.1  # a jump in sample times larger than this breaks the stream
+
+
+class AudioStreamState(DetectorState):
+    """The carried state of a detector that measures the samples as one unbroken stream: it
+    restarts its measurement on a chunk that does not continue them (`continues`)."""
+
+    sample_rate: int = 0
+    channels: int = 0
+    next_sample_s: float | None = Field(None, description="time of the sample expected next")
+
+    def continues(self, chunk: AudioChunk) -> bool:
+        """Does `chunk` carry on the samples so far: the same format, no jump in time of more than 0.1 s?"""
+        return (
+            chunk.sample_rate == self.sample_rate
+            and chunk.samples.shape[0] == self.channels
+            and self.next_sample_s is not None
+            and abs(chunk.start_s - self.next_sample_s) <= _AUDIO_GAP_S
+        )
+
+    def restart(self, chunk: AudioChunk) -> None:
+        """A new measurement from `chunk`: its format is the stream's."""
+        self.sample_rate, self.channels = chunk.sample_rate, chunk.samples.shape[0]
 
 
 @dataclass(frozen=True)
@@ -203,8 +229,10 @@ class Detector(Generic[OptionsT, StateT]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for base in cls.__dict__.get("__orig_bases__", ()):
-            if get_origin(base) is Detector:
-                cls.Options, cls.State = get_args(base)
+            origin, args = get_origin(base), get_args(base)
+            generic = any(isinstance(arg, TypeVar) for arg in args)  # a base of detectors, itself generic
+            if isinstance(origin, type) and issubclass(origin, Detector) and len(args) == 2 and not generic:
+                cls.Options, cls.State = args
         if "name" in cls.__dict__ and "kind" not in cls.__dict__:
             cls.kind = cls.name
 

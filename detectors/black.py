@@ -11,14 +11,13 @@ import numpy as np
 from pydantic import Field
 
 from .base import Detector, DetectorOptions, VideoChunk, WindowContext, limited_range_level
+from .models import Fraction, Seconds
 from .runs import RunState
 
 
 class BlackOptions(DetectorOptions):
-    min_duration_s: float = Field(2.0, ge=0, description="shortest black stretch reported")
-    pixel_threshold: float = Field(
-        0.10, ge=0, le=1, description="a pixel is black at or below this fraction of the luma range"
-    )
+    min_duration_s: Seconds = Field(2.0, description="shortest black stretch reported")
+    pixel_threshold: Fraction = Field(0.10, description="a pixel is black at or below this fraction of the luma range")
     picture_ratio: float = Field(0.98, gt=0, le=1, description="a picture is black when this fraction of pixels is")
 
 

@@ -44,39 +44,36 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, FrameStack, VideoChunk, take_frames
-from .runs import RunState
-from .sampling import analysis_slots
+from .base import FrameStack, VideoChunk, take_frames
+from .models import LumaLevels, Seconds
+from .sampling import SampledDetector, SampledOptions, SampledState
 
 _BLOCK = 8
 _STRIP = 16  # rows of a macroblock: the height a damaged slice comes in
 _OFF_GRID = 3  # the boundary between pixels 3 and 4 of a block: mid-block, never a codec edge
 
 
-class BlockinessOptions(DetectorOptions):
+class BlockinessOptions(SampledOptions):
     threshold: float = Field(0.1, gt=0, le=1, description="a picture is blocky when its score is above this")
-    min_duration_s: float = Field(0.5, ge=0, description="shortest blocky stretch reported")
-    min_step_levels: int = Field(2, ge=1, le=255, description="smallest luma jump across a block boundary counted")
-    max_step_levels: int = Field(
-        100, ge=1, le=255, description="larger jumps are edges of text or graphics, not coding artefacts"
+    min_duration_s: Seconds = Field(0.5, description="shortest blocky stretch reported")
+    min_step_levels: LumaLevels = Field(2, description="smallest luma jump across a block boundary counted")
+    max_step_levels: LumaLevels = Field(
+        100, description="larger jumps are edges of text or graphics, not coding artefacts"
     )
     step_ratio: int = Field(2, ge=1, le=16, description="a step is at least this many times the slope beside it")
-    straight_edge_min_levels: int = Field(
-        16, ge=1, le=255, description="a jump this large, the same 16 px along the boundary, is a graphic's edge"
+    straight_edge_min_levels: LumaLevels = Field(
+        16, description="a jump this large, the same 16 px along the boundary, is a graphic's edge"
     )
     worst_fraction: float = Field(
         0.33, gt=0, le=1, description="share of the picture's 16-row strips, the worst ones, that the score covers"
-    )
-    analysis_interval_s: float = Field(
-        0.2, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
     )
     min_analysed_rows: int = Field(
         30, ge=1, description="every 16th, 8th or 4th row and column is analysed: the sparsest giving this many rows"
     )
 
 
-class BlockinessState(RunState):
-    last_slot: int | None = None
+class BlockinessState(SampledState):
+    pass
 
 
 def _isolated_steps(
@@ -154,21 +151,15 @@ def blockiness_scores(
     return worst_strips(v_grid, h_grid) - worst_strips(v_off, h_off)
 
 
-class BlockinessDetector(Detector[BlockinessOptions, BlockinessState]):
+class BlockinessDetector(SampledDetector[BlockinessOptions, BlockinessState]):
     name = "blockiness"
-    track = "video"
 
     def open_window(self) -> None:
         self.analysed = 0
         self.score_total = 0.0
         self.score_max = -math.inf
 
-    def feed_video(self, chunk: VideoChunk) -> None:
-        picked, self.state.last_slot = analysis_slots(
-            chunk.times, self.options.analysis_interval_s, self.state.last_slot
-        )
-        if picked.size == 0:
-            return
+    def feed_picked(self, chunk: VideoChunk, picked: np.ndarray) -> None:
         scores = blockiness_scores(chunk.luma, self.options, picked)
         if chunk.interlaced:
             scores = np.minimum(scores, self._field_scores(chunk, picked))

@@ -30,43 +30,39 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import Detector, DetectorOptions, VideoChunk, take_frames
-from .runs import RunState
-from .sampling import analysis_slots
+from .base import VideoChunk, take_frames
+from .models import Fraction, LumaLevels, Seconds
+from .sampling import SampledDetector, SampledOptions, SampledState
 
 _REACH = 9  # an edge is judged over 9 px (4 before its steepest step, 4 after), its flanks 4 px beyond
 _BINS_PER_PX = 8
 _MAX_WIDTH_PX = 16
 
 
-class BlurOptions(DetectorOptions):
+class BlurOptions(SampledOptions):
     threshold_px: float = Field(
         4.0, gt=0, le=_MAX_WIDTH_PX, description="a picture is blurred when its edge width is above this"
     )
-    min_duration_s: float = Field(2.0, ge=0, description="shortest blurred stretch reported")
+    min_duration_s: Seconds = Field(2.0, description="shortest blurred stretch reported")
     edge_percentile: float = Field(
         25.0, gt=0, lt=100, description="the picture's edge width is the width this % of its edges are sharper than"
     )
-    min_edge_contrast_levels: int = Field(24, ge=1, le=255, description="an edge rises at least this much over 9 px")
-    max_flank_ratio: float = Field(
-        0.15, ge=0, le=1, description="an edge rises at most this fraction of its rise over the 4 px either side"
+    min_edge_contrast_levels: LumaLevels = Field(24, description="an edge rises at least this much over 9 px")
+    max_flank_ratio: Fraction = Field(
+        0.15, description="an edge rises at most this fraction of its rise over the 4 px either side"
     )
-    min_edge_density: float = Field(
-        0.001, ge=0, le=1, description="a picture with fewer edges per analysed position carries no information"
+    min_edge_density: Fraction = Field(
+        0.001, description="a picture with fewer edges per analysed position carries no information"
     )
-    no_information_hold_s: float = Field(
-        1.0, ge=0, description="a blurred stretch survives pictures without information for this long"
-    )
-    analysis_interval_s: float = Field(
-        0.2, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
+    no_information_hold_s: Seconds = Field(
+        1.0, description="a blurred stretch survives pictures without information for this long"
     )
     analysed_lines: int = Field(
         32, ge=4, le=4096, description="about this many rows, and as many columns, evenly spaced, are analysed"
     )
 
 
-class BlurState(RunState):
-    last_slot: int | None = None
+class BlurState(SampledState):
     no_information_since_s: float | None = None
 
 
@@ -129,21 +125,15 @@ def edge_widths(
     return np.where(informative, score, np.nan), density
 
 
-class BlurDetector(Detector[BlurOptions, BlurState]):
+class BlurDetector(SampledDetector[BlurOptions, BlurState]):
     name = "blur"
-    track = "video"
 
     def open_window(self) -> None:
         self.analysed = 0
         self.informative = 0
         self.width_total = 0.0
 
-    def feed_video(self, chunk: VideoChunk) -> None:
-        picked, self.state.last_slot = analysis_slots(
-            chunk.times, self.options.analysis_interval_s, self.state.last_slot
-        )
-        if picked.size == 0:
-            return
+    def feed_picked(self, chunk: VideoChunk, picked: np.ndarray) -> None:
         scores, _ = edge_widths(chunk.luma, self.options, picked)
         known = np.isfinite(scores)
         self.analysed += int(scores.size)

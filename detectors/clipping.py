@@ -25,17 +25,16 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorState, db_to_amplitude
+from .base import AudioChunk, AudioStreamState, Detector, DetectorOptions, db_to_amplitude
+from .models import Decibels
 from .runs import RunState, find_runs
 
 _SPAN_BLOCKS = 100  # the span is counted in blocks of a hundredth of it: 10 ms for 1 s
-_GAP_S = 0.1  # a jump in sample times larger than this restarts the count
 
 
 class ClippingOptions(DetectorOptions):
-    level_db: float = Field(
+    level_db: Decibels = Field(
         -0.9,
-        le=0,
         description="a sample at or above this magnitude (dBFS) counts as full scale: under the ripple a lossy codec "
         "leaves on clipped flat tops (AAC's sit 0.3-0.7 dB down), over the -1 dBTP ceiling of R128 masters",
     )
@@ -52,10 +51,7 @@ class ClippingOptions(DetectorOptions):
         return self
 
 
-class ClippingState(DetectorState):
-    sample_rate: int = 0
-    channels: int = 0
-    next_sample_s: float | None = Field(None, description="time of the sample expected next")
+class ClippingState(AudioStreamState):
     held: list[list[float]] = Field(
         default_factory=list, description="per channel: the last samples, whose run may go on in the next chunk"
     )
@@ -99,12 +95,7 @@ class ClippingDetector(Detector[ClippingOptions, ClippingState]):
         if n == 0:
             return
         st = self.state
-        if (
-            chunk.sample_rate != st.sample_rate
-            or channels != st.channels
-            or st.next_sample_s is None
-            or abs(chunk.start_s - st.next_sample_s) > _GAP_S
-        ):
+        if not st.continues(chunk):
             self._settle()
             self._restart(chunk)
         held = np.asarray(st.held, dtype=np.float32).reshape(channels, -1)
@@ -116,7 +107,7 @@ class ClippingDetector(Detector[ClippingOptions, ClippingState]):
     def _restart(self, chunk: AudioChunk) -> None:
         st = self.state
         channels = chunk.samples.shape[0]
-        st.sample_rate, st.channels = chunk.sample_rate, channels
+        st.restart(chunk)
         st.held = [[] for _ in range(channels)]
         st.run_sign, st.run_length = [0] * channels, [0] * channels
         st.blocks_done, st.block_fill, st.block_count = 0, 0, 0

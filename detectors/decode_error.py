@@ -11,20 +11,16 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import DecodeErrorChunk, Detector, DetectorOptions, DetectorState
-from .runs import RunState
+from .base import DecodeErrorChunk, Detector, DetectorOptions
+from .models import Seconds
+from .runs import RunState, TrackRuns
 
 
 class DecodeErrorOptions(DetectorOptions):
-    merge_gap_s: float = Field(2.0, ge=0, description="errors of a track closer together than this are one event")
+    merge_gap_s: Seconds = Field(2.0, description="errors of a track closer together than this are one event")
 
 
-class DecodeErrorState(DetectorState):
-    video: RunState = Field(default_factory=RunState)
-    audio: RunState = Field(default_factory=RunState)
-
-
-class DecodeErrorDetector(Detector[DecodeErrorOptions, DecodeErrorState]):
+class DecodeErrorDetector(Detector[DecodeErrorOptions, TrackRuns[RunState]]):
     name = "decode_error"
     track = "av"
     runs = ("video", "audio")

@@ -36,14 +36,15 @@ from vqa.contracts import DefectEvent
 
 from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude
 from .black import BlackOptions, black_pictures
+from .models import Decibels, Seconds
 from .runs import RunState, find_runs
 
 _BLOCK = 16
 
 
 class FreezeOptions(DetectorOptions):
-    min_duration_s: float = Field(2.0, ge=0, description="shortest freeze reported")
-    noise_db: float = Field(-60.0, le=0, description="mean absolute difference, relative to full scale, seen as no change")
+    min_duration_s: Seconds = Field(2.0, description="shortest freeze reported")
+    noise_db: Decibels = Field(-60.0, description="mean absolute difference, relative to full scale, seen as no change")
     refresh_max_mafd: float = Field(
         3.0, ge=0, description="largest mean absolute difference (luma levels) an encoder refresh at a keyframe may cause"
     )

@@ -32,14 +32,14 @@ from pydantic import Field, model_validator
 
 from vqa.contracts import DefectEvent
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorState
+from .base import AudioChunk, AudioStreamState, Detector, DetectorOptions
+from .models import Decibels, Seconds
 from .runs import RunState, RunTracker, find_runs
 
 _BLOCKS_PER_S = 10  # 100 ms blocks: the step of momentary and short-term loudness and of the gating
 _MOMENTARY_BLOCKS = 4  # 400 ms
 _SHORT_TERM_BLOCKS = 30  # 3 s
 _FLOOR_ENERGY = 1e-12  # digital silence reads -120.7 LUFS, as in FFmpeg's ebur128 log
-_GAP_S = 0.1  # a jump in sample times larger than this restarts the measurement
 
 _HIST_LOW_LUFS = -70.0  # the absolute gate
 _HIST_HIGH_LUFS = 10.0
@@ -56,22 +56,17 @@ _FILTER_BLOCK = 128
 
 
 class LoudnessOptions(DetectorOptions):
-    min_duration_s: float = Field(10.0, ge=0, description="shortest out-of-range stretch reported (s)")
-    max_lufs: float = Field(
+    min_duration_s: Seconds = Field(10.0, description="shortest out-of-range stretch reported (s)")
+    max_lufs: Decibels = Field(
         -10.0,
-        le=0,
         description="short-term loudness above this is too loud; 13 LU over the EBU R128 target and 4 LU over "
         "the loudest streaming targets (-14 LUFS)",
     )
-    min_lufs: float = Field(
-        -40.0,
-        le=0,
-        description="short-term loudness below this is too quiet; 17 LU under the EBU R128 target (-23 LUFS)",
+    min_lufs: Decibels = Field(
+        -40.0, description="short-term loudness below this is too quiet; 17 LU under the EBU R128 target (-23 LUFS)"
     )
-    ignore_below_lufs: float = Field(
-        -60.0,
-        le=0,
-        description="short-term loudness below this is near-silence, left to the silence detector",
+    ignore_below_lufs: Decibels = Field(
+        -60.0, description="short-term loudness below this is near-silence, left to the silence detector"
     )
 
     @model_validator(mode="after")
@@ -81,10 +76,7 @@ class LoudnessOptions(DetectorOptions):
         return self
 
 
-class LoudnessState(DetectorState):
-    sample_rate: int = 0
-    channels: int = 0
-    next_sample_s: float | None = Field(None, description="time of the sample expected next")
+class LoudnessState(AudioStreamState):
     measuring_since_s: float | None = Field(None, description="start of the current unbroken measurement")
     filter_state: list[list[float]] = Field(
         default_factory=list, description="per channel: the two K-weighting biquads' z-state (DF2T), 4 numbers"
@@ -281,12 +273,7 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
             return
         st = self.state
         rate = chunk.sample_rate
-        if (
-            rate != st.sample_rate
-            or channels != st.channels
-            or st.next_sample_s is None
-            or abs(chunk.start_s - st.next_sample_s) > _GAP_S
-        ):
+        if not st.continues(chunk):
             self._restart(chunk)
         st.next_sample_s = chunk.start_s + n / rate
 
@@ -321,7 +308,7 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
         """Start measuring afresh: a new stream, a gap in the samples, or a format change."""
         st = self.state
         channels = chunk.samples.shape[0]
-        st.sample_rate, st.channels = chunk.sample_rate, channels
+        st.restart(chunk)
         st.measuring_since_s = chunk.start_s
         st.filter_state = [[0.0] * 4 for _ in range(channels)]
         st.blocks_done, st.block_fill, st.block_sums = 0, 0, [0.0] * channels

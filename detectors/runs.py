@@ -8,9 +8,10 @@ starts in one window and ends several windows later is still one event.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
+from pydantic import Field
 
 from vqa.contracts import Defect, DefectEvent, Track
 
@@ -25,6 +26,16 @@ class RunState(DetectorState):
     value_total: float = 0.0
     value_count: int = 0
     announced: bool = False
+
+
+RunStateT = TypeVar("RunStateT", bound=RunState)
+
+
+class TrackRuns(DetectorState, Generic[RunStateT]):
+    """The state of a detector that follows its condition on each track: one run per track."""
+
+    video: RunStateT = Field(default_factory=dict, validate_default=True)  # type: ignore[assignment]
+    audio: RunStateT = Field(default_factory=dict, validate_default=True)  # type: ignore[assignment]
 
 
 def find_runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

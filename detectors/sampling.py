@@ -8,7 +8,13 @@ the events, the same wherever windows and chunks begin.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
+from pydantic import Field
+
+from .base import Detector, DetectorOptions, VideoChunk
+from .runs import RunState
 
 
 def analysis_slots(times: np.ndarray, interval_s: float, last_slot: int | None) -> tuple[np.ndarray, int | None]:
@@ -24,3 +30,35 @@ def analysis_slots(times: np.ndarray, interval_s: float, last_slot: int | None) 
     previous = np.concatenate(([first], slots[:-1]))
     picked = np.flatnonzero(slots > previous)
     return picked, max(first, int(slots.max()))
+
+
+class SampledOptions(DetectorOptions):
+    analysis_interval_s: float = Field(
+        0.2, ge=0, le=1, description="one frame per this interval is analysed (0: every frame)"
+    )
+
+
+class SampledState(RunState):
+    last_slot: int | None = None
+
+
+SampledOptionsT = TypeVar("SampledOptionsT", bound=SampledOptions)
+SampledStateT = TypeVar("SampledStateT", bound=SampledState)
+
+
+class SampledDetector(Detector[SampledOptionsT, SampledStateT]):
+    """A video detector that analyses one frame per `analysis_interval_s` of the timeline
+    (`feed_picked`), the last slot analysed carried in its state."""
+
+    track = "video"
+
+    def feed_video(self, chunk: VideoChunk) -> None:
+        picked, self.state.last_slot = analysis_slots(
+            chunk.times, self.options.analysis_interval_s, self.state.last_slot
+        )
+        if picked.size:
+            self.feed_picked(chunk, picked)
+
+    def feed_picked(self, chunk: VideoChunk, picked: np.ndarray) -> None:
+        """The chunk, of which the frames `picked` (indices) are to be analysed; at least one."""
+        raise NotImplementedError

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import AudioChunk, Detector, DetectorOptions, DetectorState, VideoChunk
-from .runs import RunState
+from .base import AudioChunk, Detector, DetectorOptions, VideoChunk
+from .runs import RunState, TrackRuns
 
 
 class SignalLossOptions(DetectorOptions):
@@ -24,12 +24,7 @@ class TrackCoverage(RunState):
     frame_s: float = 0.04
 
 
-class SignalLossState(DetectorState):
-    video: TrackCoverage = Field(default_factory=TrackCoverage)
-    audio: TrackCoverage = Field(default_factory=TrackCoverage)
-
-
-class SignalLossDetector(Detector[SignalLossOptions, SignalLossState]):
+class SignalLossDetector(Detector[SignalLossOptions, TrackRuns[TrackCoverage]]):
     name = "signal_loss"
     track = "av"
     runs = ("video", "audio")

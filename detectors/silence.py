@@ -11,12 +11,13 @@ import numpy as np
 from pydantic import Field
 
 from .base import AudioChunk, Detector, DetectorOptions, amplitude_to_db, db_to_amplitude
+from .models import Decibels, Seconds
 from .runs import RunState, find_runs
 
 
 class SilenceOptions(DetectorOptions):
-    min_duration_s: float = Field(2.0, ge=0, description="shortest silence reported")
-    noise_db: float = Field(-60.0, le=0, description="a sample is silent below this level (dBFS)")
+    min_duration_s: Seconds = Field(2.0, description="shortest silence reported")
+    noise_db: Decibels = Field(-60.0, description="a sample is silent below this level (dBFS)")
 
 
 class SilenceDetector(Detector[SilenceOptions, RunState]):
