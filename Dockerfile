@@ -5,6 +5,7 @@ COPY vqa ./vqa
 COPY workflows ./workflows
 COPY activities ./activities
 COPY detectors ./detectors
+COPY cli ./cli
 COPY worker.py starter.py ./
 RUN pip install --no-cache-dir .
 CMD ["python", "worker.py"]

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
+from cli.worker import build_worker
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.devserver import free_port, start_dev_server, stop_process
-from vqa.runtime import Settings, build_worker, connect
+from vqa.runtime import Settings, connect
 from workflows import StreamMonitorWorkflow
 
 from . import media

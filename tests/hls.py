@@ -22,8 +22,9 @@ import temporalio.client
 from temporalio.client import Client
 from temporalio.worker import ActivityInboundInterceptor, ActivityOutboundInterceptor, Interceptor
 
+from cli.worker import build_worker
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus
-from vqa.runtime import build_worker, connect
+from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 
 from .conftest import TemporalServer, run_async, start_stream

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from cli.worker import build_worker
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.devserver import free_port, start_dev_server
-from vqa.runtime import Settings, build_worker, connect
+from vqa.runtime import Settings, connect
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from cli.worker import build_worker
 from vqa.contracts import StreamReport, StreamRequest, WindowResult, workflow_id_for
-from vqa.runtime import build_worker, connect
+from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 
 from . import media

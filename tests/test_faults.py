@@ -17,9 +17,10 @@ from temporalio.api.enums.v1 import PendingActivityState, TimeoutType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from cli.worker import build_worker
 from vqa.contracts import StreamReport, StreamRequest
 from vqa.devserver import free_port, start_dev_server, stop_process
-from vqa.runtime import Settings, build_worker, connect
+from vqa.runtime import Settings, connect
 from workflows import StreamMonitorWorkflow
 
 from . import bad_media, media

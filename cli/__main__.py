@@ -1,0 +1,5 @@
+"""`python -m cli ...`: the same as `python starter.py ...` and `vqa ...`."""
+
+from cli.main import main
+
+main()
