@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,3 +256,75 @@ def test_a_still_image_channel_through_the_starter(temporal_server, cli_queue, w
                      "--set", "freeze.still_programme=true")
     assert quiet.returncode == 0, quiet.stderr
     assert StreamReport.model_validate(json.loads(quiet.stdout)).defects == []
+
+
+# -- the console scripts and the command line, without a server -------------------------------
+
+
+@pytest.mark.parametrize(("script", "usage"), [("vqa", "usage: vqa [-h] COMMAND"), ("vqa-worker", "usage: vqa-worker [-h]")])
+def test_pip_install_puts_the_console_scripts_next_to_python(script: str, usage: str) -> None:
+    """`pip install -e .` installs `vqa` (starter.py) and `vqa-worker` (worker.py) in the environment's bin."""
+    found = shutil.which(script, path=str(Path(sys.executable).parent))
+    assert found, f"{script} is not installed next to {sys.executable}: run pip install -e '.[dev]'"
+    done = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(usage), done.stdout
+
+
+def test_the_console_script_is_the_starter(tmp_path: Path) -> None:
+    """`vqa SOURCE ...` is `python starter.py SOURCE ...`: the same validation, the same exit code and line."""
+    vqa = shutil.which("vqa", path=str(Path(sys.executable).parent))
+    assert vqa
+    env = {**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    for command in ([vqa], python_command("starter.py")):
+        done = subprocess.run([*command, "x.mp4", "--set", "nonsense"], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2 and done.stderr == "error: --set takes DETECTOR.OPTION=VALUE, got 'nonsense'\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "source"),
+    [
+        (["show.mp4", "--wait"], "start", "show.mp4"),
+        (["start", "show.mp4", "--wait"], "start", "show.mp4"),
+        ([], "start", None),
+        (["--dev", "--wait"], "start", None),
+        (["status", "talk60"], "status", None),
+        (["status", "--wait"], "start", "status"),  # no ID after it: a SOURCE named `status`
+        (["stop"], "start", "stop"),
+        (["list", "--json"], "list", None),
+    ],
+)
+def test_a_first_word_is_a_command_or_a_source(argv: list[str], command: str, source: str | None, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from starter import _parser
+
+    monkeypatch.chdir(tmp_path)
+    args = _parser().parse_args(argv)
+    assert args.command == command and getattr(args, "source", None) == source
+
+
+@pytest.mark.parametrize("word", ["list", "start"])
+def test_a_file_named_like_a_command_is_a_source(word: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starter import _parser
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / word).write_bytes(b"")
+    args = _parser().parse_args([word, "--wait"])
+    assert args.command == "start" and args.source == word
+
+
+@pytest.mark.parametrize("script", ["starter.py", "worker.py"])
+@pytest.mark.parametrize(
+    ("variable", "value"), [("VQA_MAX_CONCURRENT_WINDOWS", "abc"), ("VQA_METRICS_PORT", "99999"), ("VQA_NETWORK_TIMEOUT_S", "-1")]
+)
+def test_a_malformed_setting_is_one_line_naming_it_and_exit_2(script: str, variable: str, value: str) -> None:
+    args = ["list"] if script == "starter.py" else []
+    done = subprocess.run(
+        python_command(script, *args), env={**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1", variable: value},
+        capture_output=True, text=True, timeout=60, cwd=REPO, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {variable}: "), done.stderr
+    assert done.stdout == ""
