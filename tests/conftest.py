@@ -21,13 +21,13 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from cli.worker import build_worker
+from support.seaweedfs import SeaweedFS, start_seaweedfs
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, connect
 from workflows import StreamMonitorWorkflow
 
 from . import media
-from .seaweedfs import SeaweedFS, start_seaweedfs
 
 REPO = Path(__file__).resolve().parents[1]
 

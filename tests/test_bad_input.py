@@ -16,14 +16,13 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-import activities.hls
 import activities.decode
-import activities.opening
 from activities.decode import SourceUnavailableError, UnreadableSourceError, probe
 from activities.offline import analyse_file
+from support import hls
 from vqa.contracts import StreamReport, StreamRequest
 
-from . import bad_media, hls, media
+from . import bad_media, media
 from .conftest import REPO, TemporalServer, python_command, run_async, running_worker, start_stream
 
 
@@ -156,8 +155,7 @@ def silent_server() -> Iterator[str]:
 
 @pytest.mark.parametrize("path", ["/clip.mp4", "/live.m3u8"])
 def test_a_url_that_never_answers_times_out(silent_server: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(activities.opening, "NETWORK_TIMEOUT_US", 2_000_000)
-    monkeypatch.setattr(activities.hls, "HTTP_TIMEOUT_S", 2.0)
+    monkeypatch.setenv("VQA_NETWORK_TIMEOUT_S", "2")  # sources and HLS playlists alike
     began = time.monotonic()
     with pytest.raises(SourceUnavailableError, match="did not answer|timed out"):
         probe(silent_server + path)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench.cost import chart, compare, table, targets
-from bench.servers import Servers, running_servers
+from support.servers import Servers, running_servers
 from vqa.synth import ClipSpec, Segment, make_clip
 
 pytestmark = pytest.mark.integration

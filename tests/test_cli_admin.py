@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from support import hls
 from vqa.contracts import StreamReport, StreamStatus
 from vqa.devserver import free_port
 from vqa.synth import ClipSpec, Segment, make_clip
 
-from . import hls
 from .conftest import REPO, TemporalServer, python_command, worker_subprocess, run_starter
 
 pytestmark = pytest.mark.integration

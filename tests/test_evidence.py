@@ -11,11 +11,11 @@ import av
 import numpy as np
 import pytest
 
+from support.seaweedfs import SeaweedFS
 from vqa.contracts import StreamReport, StreamRequest
 
 from . import media
 from .conftest import TemporalServer, run_async, running_worker, start_stream
-from .seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 

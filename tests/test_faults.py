@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.worker import build_worker
+from support.webhook import Receiver, serve_webhook
 from vqa.contracts import StreamReport, StreamRequest
 from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import Settings, connect
@@ -25,7 +26,6 @@ from workflows import StreamMonitorWorkflow
 
 from . import bad_media, media
 from .conftest import REPO, TemporalServer, python_command, run_async, start_stream
-from .webhook import Receiver, serve_webhook
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,15 @@ import starter
 from activities.decode import probe
 from bench.counting import HistoryCount, count_history
 from detectors.runs import event_id
+from support import hls
+from support.webhook import serve_webhook
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.runtime import connect
 from vqa.synth import ClipSpec, Segment, make_clip
 
-from . import hls, media
+from . import media
 from .conftest import TemporalServer, run_async, running_worker, start_stream
 from .local import analyse_file
-from .webhook import serve_webhook
 
 LIVE = ClipSpec(
     duration_s=12.0,

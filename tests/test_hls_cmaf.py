@@ -16,13 +16,14 @@ from temporalio.client import WorkflowFailureError
 from activities.decode import decode_window, probe
 from activities.policy import SourceRefusedError
 from detectors import VideoChunk
+from support import hls
+from support.seaweedfs import SeaweedFS
 from vqa.contracts import Defect, StreamReport, StreamRequest
 
-from . import hls, programmes
+from . import programmes
 from .conftest import TemporalServer, run_async, running_worker, start_stream
 from .local import analyse_file
 from .realmedia import cache_dir
-from .seaweedfs import SeaweedFS
 
 METADATA = "http://169.254.169.254/latest/meta-data"
 PROGRAMME = programmes.Programme()

@@ -12,12 +12,13 @@ import pytest
 
 from activities.decode import probe
 from activities.offline import analyse_file
+from support import hls
+from support.seaweedfs import SeaweedFS
 from vqa.contracts import StreamReport, StreamRequest, StreamStatus
 from workflows import StreamMonitorWorkflow
 
-from . import hls, media
+from . import media
 from .conftest import TemporalServer, run_async, running_worker, start_stream
-from .seaweedfs import SeaweedFS
 from .test_hls import LIVE_TRUTH, main_vod, segmented  # noqa: F401 - module fixtures shared with the HTTP tests
 
 pytestmark = pytest.mark.integration

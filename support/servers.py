@@ -1,25 +1,20 @@
-"""The real servers the cost benchmark runs against, on free ports: a Temporal dev server
-(with its Prometheus metrics, for the server's own `action` counter) and SeaweedFS (S3)."""
+"""The real servers the cost benchmark (bench/cost.py, and its test) runs against, on free ports: a
+Temporal dev server (with its Prometheus metrics, for the server's own `action` counter) and
+SeaweedFS (S3), with one bucket per kind of object."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.seaweedfs import SeaweedFS, start_seaweedfs  # noqa: E402 - the tests' real S3 server
-from vqa.devserver import free_port, port_open, temporal_binary  # noqa: E402
+from support.seaweedfs import SeaweedFS, start_seaweedfs
+from vqa.devserver import free_port, port_open, temporal_binary
 
 # One bucket per kind of object, so every S3 request is attributed by its bucket alone.
 SOURCE_BUCKET = "bench-media"  # the streams' sources
@@ -36,9 +31,10 @@ class Servers:
     s3: SeaweedFS
     directory: Path
 
-    def worker_env(self) -> dict[str, str]:
-        """The environment of a worker process: this Temporal server and this S3 server, nothing else."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VQA_", "TEMPORAL_"))}
+    def worker_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a worker process: `base` (the caller's environment) less its AWS, VQA and
+        Temporal settings, plus this Temporal server and this S3 server, nothing else."""
+        env = {k: v for k, v in base.items() if not k.startswith(("AWS_", "VQA_", "TEMPORAL_"))}
         env.update(self.s3.env())
         env.update(
             TEMPORAL_ADDRESS=self.temporal_address,

@@ -1,5 +1,5 @@
-"""HLS fixtures: a clip cut into MPEG-TS or fragmented-MP4 (CMAF) segments, served over HTTP(S) on
-127.0.0.1, VOD or growing live."""
+"""An HLS origin: a clip cut into MPEG-TS or fragmented-MP4 (CMAF) segments, served over HTTP(S) on
+127.0.0.1, VOD or growing live; and a stream analysed on a worker while a live playlist grows."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import imageio_ffmpeg
 import temporalio.client
@@ -23,11 +23,15 @@ from temporalio.client import Client
 from temporalio.worker import ActivityInboundInterceptor, ActivityOutboundInterceptor, Interceptor
 
 from cli.worker import build_worker
-from vqa.contracts import StreamReport, StreamRequest, StreamStatus
-from vqa.runtime import connect
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.runtime import Settings, connect
 from workflows import StreamMonitorWorkflow
 
-from .conftest import TemporalServer, run_async, start_stream
+
+class TemporalServer(Protocol):
+    """A Temporal server to run streams on (tests/conftest.py's TemporalServer)."""
+
+    def settings(self, task_queue: str) -> Settings: ...
 
 
 def segment(clip: Path, directory: Path, *, segment_s: float = 1.0) -> list[tuple[str, float]]:
@@ -255,7 +259,10 @@ def analyse_live(
         if interceptors:  # the worker uses the client's worker interceptors
             client = Client(**{**client.config(), "interceptors": interceptors})
         async with build_worker(client, task_queue=task_queue, max_concurrent_windows=2):
-            handle = await start_stream(client, task_queue, request)
+            handle = await client.start_workflow(
+                StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+                result_type=StreamReport,
+            )
             live.start()
             seen: list[tuple[float, StreamStatus]] = []
             result = asyncio.ensure_future(handle.result())
@@ -274,4 +281,4 @@ def analyse_live(
                 await asyncio.sleep(0.25)
             return await result, seen
 
-    return run_async(scenario())
+    return asyncio.run(scenario())
