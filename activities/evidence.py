@@ -30,6 +30,9 @@ import numpy as np
 
 from detectors import AudioChunk, VideoChunk
 from vqa.contracts import DefectEvent
+from vqa.settings import Settings
+
+from .results import evidence_uri, store_evidence
 
 # Thumbnails kept per window (evenly over its span) and their largest width.
 MAX_THUMBNAILS = 200
@@ -137,11 +140,10 @@ def encode_wav(samples: np.ndarray, rate: int) -> bytes:
 
 
 def attach_evidence(
-    events: list[DefectEvent], recorder: EvidenceRecorder, *, location: str, stream_id: str, already_reported: set[str]
+    events: list[DefectEvent], recorder: EvidenceRecorder, *, location: str, stream_id: str, already_reported: set[str],
+    settings: Settings | None = None,
 ) -> None:
     """Write the evidence of the events first reported in this window; link it from every event that has one."""
-    from .results import evidence_uri, store_evidence
-
     for event in events:
         if not has_evidence(event):
             continue
@@ -150,5 +152,5 @@ def attach_evidence(
             encoded = recorder.encode(event)
             if encoded is None:
                 continue  # this window saw none of its media: nothing to show, nothing linked
-            store_evidence(uri, encoded[0], content_type=encoded[1])
+            store_evidence(uri, encoded[0], content_type=encoded[1], settings=settings)
         event.defect.details["evidence"] = uri

@@ -1,21 +1,13 @@
 """What a worker agrees to read, and where it agrees to POST: its source allow-list.
 
-Starters are not trusted: whoever can start a workflow chooses its source and
-its webhook. So the worker checks every address it is about to open (the source,
-each HLS variant and segment, each redirect, the webhook) against rules from
-its own environment, after DNS resolution, and again on the connected socket:
-
-    VQA_ALLOWED_SCHEMES      file,http,https,s3 (default); `file` covers plain paths
-    VQA_ALLOWED_ROOTS        os.pathsep-separated directories local files must lie in
-                             (after symlinks and `..`); unset: any local path
-    VQA_ALLOW_PRIVATE_URLS   1: also link-local and cloud metadata addresses
-    VQA_REFUSE_PRIVATE_URLS  1: only public (global) addresses; loopback and private refused
-
-Link-local (169.254.0.0/16, fe80::/10, the cloud metadata services), unspecified
-and multicast addresses are refused by default; loopback and private networks
-are allowed (a media server next to the worker is common). URLs carrying
-credentials (`user:password@host`) are refused always: they would sit in the
-workflow's history; the worker's credentials come from its environment.
+Starters are not trusted: whoever can start a workflow chooses its source and its
+webhook. So the worker checks every address it is about to open (the source, each
+HLS variant and segment, each redirect, the webhook) against its own settings
+(VQA_ALLOWED_SCHEMES, VQA_ALLOWED_ROOTS, VQA_ALLOW_PRIVATE_URLS, VQA_REFUSE_PRIVATE_URLS;
+see vqa/settings.py), after DNS resolution, and again on the connected socket.
+Link-local, metadata, unspecified and multicast addresses are refused by default;
+loopback and private networks are allowed. URLs carrying credentials are refused
+always: they would sit in the workflow's history.
 """
 
 from __future__ import annotations
@@ -25,10 +17,12 @@ import ipaddress
 import os
 import socket
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import unquote, urljoin, urlparse, urlunparse
+
+from vqa.settings import Settings
 
 from .errors import SourceUnavailableError, UnreadableSourceError
 
@@ -36,7 +30,6 @@ DEFAULT_SCHEMES = frozenset({"file", "http", "https", "s3"})
 # Names and addresses of cloud metadata services that are not link-local themselves.
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
 _METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")})
-_TRUE = {"1", "true", "yes", "on"}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -64,13 +57,20 @@ def _is_local(url: str) -> bool:
     return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in _TRUE
+def scheme_of(url: str) -> str:
+    """The URL's scheme, lower case; `file` for a plain path (or a Windows drive letter)."""
+    return "file" if _is_local(url) else urlparse(url).scheme.lower()
+
+
+def _paths(raw: str | None) -> tuple[str, ...] | None:
+    """os.pathsep-separated directories as real paths; None when unset."""
+    raw = (raw or "").strip()
+    return tuple(os.path.realpath(r) for r in raw.split(os.pathsep) if r.strip()) if raw else None
 
 
 @dataclass(frozen=True)
 class SourcePolicy:
-    """The rules; `SourcePolicy.from_env()` is the worker's."""
+    """The rules; `SourcePolicy.from_settings(settings)` is the worker's."""
 
     schemes: frozenset[str] = DEFAULT_SCHEMES
     roots: tuple[str, ...] | None = None  # real paths; None: any local path
@@ -79,24 +79,19 @@ class SourcePolicy:
     results_roots: tuple[str, ...] | None = None  # VQA_ALLOWED_RESULTS_ROOTS; None: any local directory
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SourcePolicy:
-        env = os.environ if env is None else env
-        raw_schemes = env.get("VQA_ALLOWED_SCHEMES", "").strip()
+    def from_settings(cls, settings: Settings | None = None) -> SourcePolicy:
+        """The worker's rules (default: `Settings()`, this process's environment now)."""
+        settings = settings if settings is not None else Settings()
+        raw_schemes = (settings.allowed_schemes or "").strip()
         schemes = (
             frozenset(s.strip().lower() for s in raw_schemes.split(",") if s.strip()) if raw_schemes else DEFAULT_SCHEMES
         )
-        raw_roots = env.get("VQA_ALLOWED_ROOTS", "").strip()
-        roots = tuple(os.path.realpath(r) for r in raw_roots.split(os.pathsep) if r.strip()) if raw_roots else None
-        raw_results = env.get("VQA_ALLOWED_RESULTS_ROOTS", "").strip()
-        results_roots = (
-            tuple(os.path.realpath(r) for r in raw_results.split(os.pathsep) if r.strip()) if raw_results else None
-        )
         return cls(
             schemes=schemes,
-            roots=roots,
-            allow_private=_flag(env, "VQA_ALLOW_PRIVATE_URLS"),
-            refuse_private=_flag(env, "VQA_REFUSE_PRIVATE_URLS"),
-            results_roots=results_roots,
+            roots=_paths(settings.allowed_roots),
+            allow_private=settings.allow_private_urls,
+            refuse_private=settings.refuse_private_urls,
+            results_roots=_paths(settings.allowed_results_roots),
         )
 
     def check_results_path(self, path: str, *, default_location: str | None) -> None:
@@ -122,8 +117,8 @@ class SourcePolicy:
                 "accepted, as they would be kept in the workflow's history: give the worker its credentials "
                 "in its environment",
             )
-        local = _is_local(url)
-        scheme = "file" if local else urlparse(url).scheme.lower()
+        scheme = scheme_of(url)
+        local = scheme == "file"
         if scheme not in self.schemes:
             kind = "local files are" if scheme == "file" else f"{scheme}:// URLs are"
             self._refuse(what, url, f"{kind} not allowed (VQA_ALLOWED_SCHEMES={','.join(sorted(self.schemes))})")
@@ -222,11 +217,6 @@ class SourcePolicy:
             _CheckedHTTPHandler(self, what), _CheckedHTTPSHandler(self, what), _CheckedRedirectHandler(self, what)
         )
         return opener.open(request, timeout=timeout)
-
-
-def current() -> SourcePolicy:
-    """The worker's policy, from its environment as it is now."""
-    return SourcePolicy.from_env()
 
 
 def _inside(path: str, root: str) -> bool:

@@ -19,14 +19,13 @@ import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from vqa.contracts import Defect, StreamReport, WindowMetrics, WindowResult
+from vqa.settings import Settings
 
 from .errors import UnreadableSourceError
-from .results import windows_dir
+from .store import Store, store_for
 
 logger = logging.getLogger(__name__)
 
@@ -64,32 +63,34 @@ _MEASURE_UNITS = (("_lufs", "LUFS"), ("_db", "dB"), ("_ms", "ms"), ("_px", "px")
 # ---------------------------------------------------------------- reading the results location
 
 
-def build_report_html(location: str, report: StreamReport) -> str:
-    """The page for `report`, from the windows and evidence under `location`.
+def build_report_html(report: StreamReport, *, windows: str, settings: Settings | None = None) -> str:
+    """The page for `report`, from the window documents under `windows` and the defects' evidence.
 
     A location that cannot be listed or read (say, no s3:ListBucket) still gets
     a page, with a note instead of the timeline; a transient error propagates,
     so the activity is retried.
     """
+    settings = settings if settings is not None else Settings()
     notes: list[str] = []
     try:
-        windows = read_windows(windows_dir(location, report.stream_id))
+        documents = read_windows(windows, settings=settings)
     except UnreadableSourceError as exc:
-        windows = []
+        documents = []
         notes.append(f"window results could not be read: {exc}")
-    evidence = read_evidence(report.defects)
+    evidence = read_evidence(report.defects, settings=settings)
     try:
-        return render_report_html(report, windows, evidence, notes=notes)
+        return render_report_html(report, documents, evidence, notes=notes)
     except Exception as exc:  # noqa: BLE001 - a page that cannot be drawn must not fail the stream's analysis
         logger.exception("report page of %s not drawn", report.stream_id)
         return render_report_html(report, [], {}, notes=[*notes, f"the report page could not be drawn: {exc!r}"])
 
 
-def read_windows(directory: str) -> list[WindowResult]:
+def read_windows(directory: str, *, settings: Settings | None = None) -> list[WindowResult]:
     """The window documents under `directory`, one per window: documents of the same
     index (one per detector group) merged, their measures together."""
-    uris = [uri for uri in _list(directory) if _WINDOW_NAME.match(uri.rsplit("/", 1)[-1])]
-    documents = _read_all(uris)
+    store = store_for(directory, settings)
+    uris = [uri for uri in store.list(directory) if _WINDOW_NAME.match(uri.rsplit("/", 1)[-1])]
+    documents = _read_all(store, uris)
     merged: dict[int, WindowResult] = {}
     for uri in sorted(documents):
         try:
@@ -117,53 +118,45 @@ def read_windows(directory: str) -> list[WindowResult]:
     return [merged[i] for i in sorted(merged)]
 
 
-def read_evidence(defects: Iterable[Defect]) -> dict[str, bytes]:
+def read_evidence(defects: Iterable[Defect], *, settings: Settings | None = None) -> dict[str, bytes]:
     """The evidence objects the defects link, by URI; one that cannot be read is left out."""
     uris = sorted({str(d.details["evidence"]) for d in defects if d.details.get("evidence")})
+    found: dict[str, bytes] = {}
     try:
-        return _read_all(uris, missing_ok=True)
+        for store, group in _by_store(uris, settings).items():
+            found |= _read_all(store, group, missing_ok=True)
     except UnreadableSourceError as exc:
         logger.warning("evidence not readable: %s", exc)
         return {}
+    return found
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _local_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
+def _by_store(uris: list[str], settings: Settings | None) -> dict[Store, list[str]]:
+    """The URIs grouped by the store that holds them (evidence lies beside the stream's results)."""
+    settings = settings if settings is not None else Settings()
+    groups: dict[Store, list[str]] = {}
+    for uri in uris:
+        groups.setdefault(store_for(uri, settings), []).append(uri)
+    return groups
 
 
-def _list(directory: str) -> list[str]:
-    if directory.lower().startswith("s3://"):
-        from .s3 import list_objects
-
-        return list_objects(directory.rstrip("/") + "/")
-    path = _local_path(directory)
-    if not path.is_dir():
-        return []
-    return [str(p) for p in sorted(path.iterdir()) if p.is_file()]
-
-
-def _read_all(uris: list[str], *, missing_ok: bool = False) -> dict[str, bytes]:
-    """Many small documents, read in parallel from S3 (a request each) or from disk."""
+def _read_all(store: Store, uris: list[str], *, missing_ok: bool = False) -> dict[str, bytes]:
+    """Many small documents, read in parallel where each is a request (S3), else one by one."""
 
     def read(uri: str) -> tuple[str, bytes | None]:
         try:
-            if uri.lower().startswith("s3://"):
-                from .s3 import get_object
-
-                return uri, get_object(uri)
-            return uri, _local_path(uri).read_bytes()
+            return uri, store.read(uri)
         except (FileNotFoundError, UnreadableSourceError) as exc:
             if not missing_ok:
                 raise UnreadableSourceError(f"cannot read {uri}: {exc}") from exc
             logger.warning("cannot read %s: %s", uri, exc)
             return uri, None
 
-    if len(uris) <= 1 or not any(u.lower().startswith("s3://") for u in uris):
+    if len(uris) <= 1 or not store.parallel_reads:
         pairs = [read(u) for u in uris]
     else:
         with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:

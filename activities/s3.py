@@ -1,16 +1,14 @@
-"""S3 objects through boto3: read as seekable files for PyAV, written whole for results.
+"""S3 objects through boto3: read as seekable files for PyAV, read and written whole for documents.
 
-A source object is read with ranged GETs of `READ_BLOCK_BYTES`, a few blocks
-kept in memory, so decoding a window costs a handful of requests and never a
-copy of the object on disk. Credentials come from the standard AWS chain
-(environment, profile, instance role); `AWS_ENDPOINT_URL` (read by boto3
-itself) or `VQA_S3_ENDPOINT_URL` points the client at an S3-compatible server.
+A source object is read with ranged GETs of `settings.s3_read_block_bytes`, a few
+blocks kept in memory, so a window costs a handful of requests and never a copy on
+disk. Credentials come from the standard AWS chain; `AWS_ENDPOINT_URL` (read by
+boto3 itself) or `VQA_S3_ENDPOINT_URL` points the client at an S3-compatible server.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -20,26 +18,25 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from vqa.settings import Settings
+
 from .errors import SourceUnavailableError, UnreadableSourceError
 
-# Bytes per ranged GET. Decoding asks for 32 KiB at a time; reading ahead this
-# much turns a window's thousands of small reads into a few requests.
-READ_BLOCK_BYTES = int(os.environ.get("VQA_S3_READ_BLOCK_BYTES", str(2 * 1024 * 1024)))
 # The first GET, for the header: an MP4's index is as often at the end as here.
 HEAD_BYTES = 256 * 1024
 # Blocks one open object keeps: the header, the index (often at the end of an
 # MP4) and the media being read (audio and video may lie apart) stay cached together.
 CACHED_BLOCKS = 6
-_ENDPOINT_VARIABLES = ("VQA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-# A change of any of these (tests, mostly) gets a new client.
-_CLIENT_VARIABLES = (
-    *_ENDPOINT_VARIABLES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "VQA_NETWORK_TIMEOUT_S",
+_ENDPOINT_FIELDS = ("s3_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url")
+# A change of any of these settings (tests, mostly) gets a new client.
+_CLIENT_FIELDS = (
+    *_ENDPOINT_FIELDS, "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+    "aws_profile", "aws_region", "network_timeout_s",
 )
 # Codes that say the request itself can never succeed (anything else 4xx is treated alike).
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 
-_clients: dict[tuple[str | None, ...], Any] = {}
+_clients: dict[tuple[object, ...], Any] = {}
 _clients_lock = threading.Lock()
 
 
@@ -51,22 +48,19 @@ def split_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, unquote(parsed.path.lstrip("/"))
 
 
-def _network_timeout_s() -> float:
-    return float(os.environ.get("VQA_NETWORK_TIMEOUT_S", "15"))
-
-
-def s3_client() -> Any:
-    """The S3 client for the current AWS settings; one per process (boto3 clients are thread-safe)."""
-    env = os.environ
-    key = tuple(env.get(name) for name in _CLIENT_VARIABLES)
+def s3_client(settings: Settings | None = None) -> Any:
+    """The S3 client for these AWS settings (default: `Settings()`, the environment now); one per
+    process for each (boto3 clients are thread-safe)."""
+    settings = settings if settings is not None else Settings()
+    key = tuple(settings.secret(name) for name in _CLIENT_FIELDS)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            custom_endpoint = any(env.get(name) for name in _ENDPOINT_VARIABLES)
+            custom_endpoint = any(getattr(settings, name) for name in _ENDPOINT_FIELDS)
             config = Config(
                 # As FFmpeg's network reads: a server silent this long fails the call (retryably).
-                connect_timeout=_network_timeout_s(),
-                read_timeout=_network_timeout_s(),
+                connect_timeout=settings.network_timeout_s,
+                read_timeout=settings.network_timeout_s,
                 # The window activity is retried by Temporal too: a short retry here is enough.
                 retries={"mode": "standard", "max_attempts": 3},
                 max_pool_connections=32,
@@ -74,9 +68,7 @@ def s3_client() -> Any:
                 s3={"addressing_style": "path"} if custom_endpoint else None,
             )
             # A session per client: boto3's default session is not thread-safe.
-            client = boto3.session.Session().client(
-                "s3", endpoint_url=env.get("VQA_S3_ENDPOINT_URL") or None, config=config
-            )
+            client = boto3.session.Session().client("s3", endpoint_url=settings.s3_endpoint_url or None, config=config)
             _clients[key] = client
         return client
 
@@ -115,14 +107,19 @@ class S3ObjectReader(io.RawIOBase):
     GET is a short one, for the container's header and the object's size.
     """
 
-    def __init__(self, uri: str, *, client: Any = None, block_bytes: int | None = None) -> None:
+    def __init__(
+        self, uri: str, *, client: Any = None, block_bytes: int | None = None, settings: Settings | None = None
+    ) -> None:
         super().__init__()
         self.uri = uri
         self.bucket, self.key = split_uri(uri)
         if not self.key:
             raise UnreadableSourceError(f"S3 URL names a bucket but no object: {uri}")
-        self._client = client or s3_client()
-        self._block = max(64 * 1024, block_bytes or READ_BLOCK_BYTES)
+        settings = settings if settings is not None else Settings()
+        self._client = client or s3_client(settings)
+        # Decoding asks for 32 KiB at a time: reading ahead a block (VQA_S3_READ_BLOCK_BYTES)
+        # turns a window's thousands of small reads into a few requests.
+        self._block = max(64 * 1024, block_bytes or settings.s3_read_block_bytes)
         self._ranges: OrderedDict[int, bytes] = OrderedDict()  # start offset -> bytes, least recent first
         self._pos = 0
         # The first GET also tells the object's size (Content-Range), and whether it exists.
@@ -203,21 +200,23 @@ class S3ObjectReader(io.RawIOBase):
         super().close()
 
 
-def open_object(uri: str) -> S3ObjectReader:
+def open_object(uri: str, *, settings: Settings | None = None) -> S3ObjectReader:
     """Open an S3 object for reading; raises the source errors with a message naming it."""
-    return S3ObjectReader(uri)
+    return S3ObjectReader(uri, settings=settings)
 
 
-def put_object(uri: str, body: bytes, *, content_type: str = "application/json") -> None:
+def put_object(
+    uri: str, body: bytes, *, content_type: str = "application/json", settings: Settings | None = None
+) -> None:
     """Write one object whole (a PUT replaces what the key held: writes are idempotent)."""
     bucket, key = split_uri(uri)
     try:
-        s3_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        s3_client(settings).put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
         raise _error(exc, "write", uri) from None
 
 
-def get_object(uri: str, *, byterange: tuple[int, int] | None = None) -> bytes:
+def get_object(uri: str, *, byterange: tuple[int, int] | None = None, settings: Settings | None = None) -> bytes:
     """Read one small object whole (an HLS playlist or segment), or (offset, length) of it;
     raises the source errors naming it."""
     bucket, key = split_uri(uri)
@@ -225,16 +224,16 @@ def get_object(uri: str, *, byterange: tuple[int, int] | None = None) -> bytes:
         raise UnreadableSourceError(f"S3 URL names a bucket but no object: {uri}")
     ranged = {} if byterange is None else {"Range": f"bytes={byterange[0]}-{byterange[0] + byterange[1] - 1}"}
     try:
-        return bytes(s3_client().get_object(Bucket=bucket, Key=key, **ranged)["Body"].read())
+        return bytes(s3_client(settings).get_object(Bucket=bucket, Key=key, **ranged)["Body"].read())
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
         raise _error(exc, "read", uri) from None
 
 
-def list_objects(prefix_uri: str) -> list[str]:
+def list_objects(prefix_uri: str, *, settings: Settings | None = None) -> list[str]:
     """The URIs of the objects under `s3://bucket/prefix` (every page); raises the source errors naming it."""
     bucket, prefix = split_uri(prefix_uri)
     try:
-        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        pages = s3_client(settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return [f"s3://{bucket}/{item['Key']}" for page in pages for item in page.get("Contents", [])]
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
         raise _error(exc, "list", prefix_uri) from None

@@ -7,29 +7,31 @@ movie header) is read once before the window's media segments, and their timesta
 come from each fragment's `tfdt`, absolute across the playlist. `BYTERANGE` on
 `#EXT-X-MAP` and `#EXT-X-BYTERANGE` on segments (one file, sub-ranges) are read as
 ranges. Every URI, the init segment's too, is checked by the worker's policy. A live
-playlist grows while the stream runs: a window waits (in its activity,
-heartbeating) until the playlist covers it, the playlist ends, or no new segment
-has come for `stall_s` — then it analyses what there is.
+playlist grows while the stream runs: a window waits (in its activity, heartbeating)
+until the playlist covers it, the playlist ends, or no new segment has come for
+`stall_s` — then it analyses what there is. The playlist may be on any transport.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import posixpath
 import re
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urlparse
 
-from . import policy
-from .errors import SourceUnavailableError, UnreadableSourceError
+import av
+import av.container
+import av.error
 
-HTTP_TIMEOUT_S = float(os.environ.get("VQA_NETWORK_TIMEOUT_S", "15"))
+from vqa.settings import Settings
+
+from ..errors import SourceUnavailableError, UnreadableSourceError
+from ..policy import SourcePolicy, SourceRefusedError
+from .base import SourceRequest
+from .transports import read_bytes, resolve
 # A segment whose #EXT-X-PROGRAM-DATE-TIME is this much later than the EXTINF sum
 # before it follows an outage: the timeline gets the same gap its timestamps have.
 OUTAGE_MIN_GAP_S = 0.5
@@ -74,77 +76,33 @@ class Playlist:
         return self.segments[-1].end_s if self.segments else 0.0
 
 
-def read_bytes(uri: str, *, what: str = "source", byterange: tuple[int, int] | None = None) -> bytes:
-    """GET an http(s) URL or an `s3://` object, or read a local file/`file://` URL,
-    once the worker's policy (activities/policy.py) allows it. `byterange`: only
-    (offset, length) of it (an HTTP or S3 range request)."""
-    checks = policy.current()
-    checks.check_source(uri, what=what)
-    parsed = urlparse(uri)
-    if parsed.scheme.lower() == "s3":
-        from .s3 import get_object  # boto3 is loaded where S3 is read
-
-        return get_object(uri) if byterange is None else get_object(uri, byterange=byterange)
-    if parsed.scheme in ("http", "https"):
-        request: urllib.request.Request | str = uri
-        if byterange is not None:
-            offset, length = byterange
-            request = urllib.request.Request(uri, headers={"Range": f"bytes={offset}-{offset + length - 1}"})
-        try:
-            with checks.urlopen(request, timeout=HTTP_TIMEOUT_S, what=what) as response:
-                data = bytes(response.read())
-                if byterange is not None and response.status != 206:  # a server that ignores ranges
-                    data = data[byterange[0] : byterange[0] + byterange[1]]
-                return data
-        except urllib.error.HTTPError as exc:
-            if exc.code in (404, 410):
-                raise UnreadableSourceError(f"not found (HTTP {exc.code}): {uri}") from exc
-            if 400 <= exc.code < 500:
-                raise UnreadableSourceError(f"refused (HTTP {exc.code}): {uri}") from exc
-            raise SourceUnavailableError(f"server error (HTTP {exc.code}): {uri}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise SourceUnavailableError(f"cannot reach {uri}: {getattr(exc, 'reason', exc)}") from exc
-    path = checks.local_path(uri, what=what)
-    try:
-        with open(path, "rb") as f:
-            if byterange is None:
-                return f.read()
-            f.seek(byterange[0])
-            return f.read(byterange[1])
-    except FileNotFoundError as exc:
-        raise UnreadableSourceError(f"source not found: {path}") from exc
-    except OSError as exc:
-        raise SourceUnavailableError(f"cannot read {path}: {exc}") from exc
+def _rules(policy: SourcePolicy | None, settings: Settings | None) -> tuple[SourcePolicy, Settings]:
+    """The policy and settings in force: those given, else `Settings()` (the environment now) and its policy."""
+    settings = settings if settings is not None else Settings()
+    return (policy if policy is not None else SourcePolicy.from_settings(settings)), settings
 
 
-def _resolve(base: str, ref: str) -> str:
-    if "://" in ref:
-        return ref
-    if base.lower().startswith("s3://"):
-        # urljoin does not know s3://: join the key by hand, "/key" from the bucket's root.
-        bucket, _, key = base[5:].partition("/")
-        joined = ref.lstrip("/") if ref.startswith("/") else posixpath.join(posixpath.dirname(key), ref)
-        return f"s3://{bucket}/{posixpath.normpath(joined)}"
-    if "://" in base:  # "/seg.ts" in an http playlist is on the playlist's server
-        return urljoin(base, ref)
-    if ref.startswith("/"):
-        return ref
-    return os.path.join(os.path.dirname(base), ref)
-
-
-def load_playlist(uri: str, *, what: str = "source") -> Playlist:
-    """Fetch and parse a media playlist (a master playlist: its first variant)."""
-    text = read_bytes(uri, what=what).decode("utf-8", errors="replace")
+def load_playlist(
+    uri: str, *, what: str = "source", policy: SourcePolicy | None = None, settings: Settings | None = None
+) -> Playlist:
+    """Fetch and parse a media playlist (a master playlist: its first variant). Default settings:
+    `Settings()` (the environment now); default policy: the settings'."""
+    checks, settings = _rules(policy, settings)
+    text = read_bytes(uri, what=what, policy=checks, settings=settings).decode("utf-8", errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("#EXTM3U"):
         raise UnreadableSourceError(f"not an HLS playlist (no #EXTM3U): {uri}")
     for i, line in enumerate(lines):
         if line.startswith("#EXT-X-STREAM-INF") and i + 1 < len(lines):
-            variant = _resolve(uri, lines[i + 1])
-            policy.current().check_reference(variant, referrer=uri, what="HLS variant playlist")
-            return load_playlist(variant, what="HLS variant playlist")
+            variant = resolve(uri, lines[i + 1])
+            checks.check_reference(variant, referrer=uri, what="HLS variant playlist")
+            return load_playlist(variant, what="HLS variant playlist", policy=checks, settings=settings)
+    return _media_playlist(uri, lines, checks)
+
+
+def _media_playlist(uri: str, lines: list[str], checks: SourcePolicy) -> Playlist:
+    """A media playlist's lines parsed; every reference checked as it is read (no I/O)."""
     playlist = Playlist(uri=uri)
-    checks = policy.current()
     duration: float | None = None
     date: float | None = None
     init: HlsMap | None = None
@@ -164,7 +122,7 @@ def load_playlist(uri: str, *, what: str = "source") -> Playlist:
             attributes = _attributes(line.split(":", 1)[1])
             if not attributes.get("URI"):
                 raise UnreadableSourceError(f"#EXT-X-MAP without a URI in {uri}")
-            init_uri = _resolve(uri, attributes["URI"])
+            init_uri = resolve(uri, attributes["URI"])
             checks.check_reference(init_uri, referrer=uri, what="HLS init segment")
             init_range = _byterange(attributes["BYTERANGE"], 0, uri) if "BYTERANGE" in attributes else None
             init = HlsMap(uri=init_uri, byterange=init_range)
@@ -179,7 +137,7 @@ def load_playlist(uri: str, *, what: str = "source") -> Playlist:
                 elif date - playlist.wall_start > t + OUTAGE_MIN_GAP_S:
                     t = date - playlist.wall_start
                 date = None
-            segment_uri = _resolve(uri, line)
+            segment_uri = resolve(uri, line)
             checks.check_reference(segment_uri, referrer=uri, what="HLS segment")
             segment_range = None
             if byterange is not None:
@@ -228,7 +186,8 @@ class SegmentStream(io.RawIOBase):
     fragmented MP4: the first segment's init segment first (FFmpeg's mov demuxer keeps the
     first movie header it reads, so a window is read with one)."""
 
-    def __init__(self, segments: list[HlsSegment]) -> None:
+    def __init__(self, segments: Sequence[HlsSegment], *, policy: SourcePolicy, settings: Settings) -> None:
+        self._policy, self._settings = policy, settings
         self._pending: list[tuple[str, tuple[int, int] | None, str]] = [
             (s.uri, s.byterange, "HLS segment") for s in segments
         ]
@@ -247,9 +206,10 @@ class SegmentStream(io.RawIOBase):
                 return 0
             uri, byterange, what = self._pending.pop(0)
             try:
-                self._buffer, self._offset = read_bytes(uri, what=what, byterange=byterange), 0
+                data = read_bytes(uri, what=what, byterange=byterange, policy=self._policy, settings=self._settings)
+                self._buffer, self._offset = data, 0
             except (UnreadableSourceError, SourceUnavailableError) as exc:
-                if what == "HLS segment" or isinstance(exc, policy.SourceRefusedError):  # a refusal names it
+                if what == "HLS segment" or isinstance(exc, SourceRefusedError):  # a refusal names it
                     raise
                 raise type(exc)(f"{what} {exc}") from exc  # "HLS init segment not found (HTTP 404): …"
             self.requests += 1
@@ -269,12 +229,15 @@ def wait_for_coverage(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] = time.time,
+    policy: SourcePolicy | None = None,
+    settings: Settings | None = None,
 ) -> tuple[Playlist, bool]:
     """Reload a live playlist until it covers `end_s` or ends. Returns it and whether it stalled
     (no new segment for `stall_s`: the stream stopped delivering). A dated playlist stalls only
     once the window's end is `stall_s` in the past, so windows in an outage never run ahead of
     the real time at which media may resume."""
-    playlist = load_playlist(uri)
+    policy, settings = _rules(policy, settings)
+    playlist = load_playlist(uri, policy=policy, settings=settings)
     last_growth = clock()
     count = len(playlist.segments)
     while not playlist.ended and playlist.duration_s < end_s - 1e-6:
@@ -284,7 +247,33 @@ def wait_for_coverage(
             return playlist, True
         heartbeat(playlist.duration_s)
         sleep(poll_s if poll_s is not None else max(0.2, min(playlist.target_duration_s / 2, 2.0)))
-        playlist = load_playlist(uri)
+        playlist = load_playlist(uri, policy=policy, settings=settings)
         if len(playlist.segments) != count:
             count, last_growth = len(playlist.segments), clock()
     return playlist, False
+
+
+def open_segments(
+    segments: Sequence[HlsSegment], source: str, *, policy: SourcePolicy | None = None, settings: Settings | None = None
+) -> av.container.InputContainer:
+    """`segments` of the playlist `source` opened as one stream (MPEG-TS, or fragmented MP4)."""
+    if not segments:
+        raise SourceUnavailableError(f"the playlist lists no segments yet: {source}")
+    policy, settings = _rules(policy, settings)
+    # Fragmented MP4 (CMAF): the init segment then the fragments, through the mov demuxer; the
+    # stream is not seekable, so it never looks for an index at the end (times: each tfdt).
+    fmp4 = segments[0].init is not None
+    stream = SegmentStream(segments, policy=policy, settings=settings)
+    try:
+        return av.open(stream, mode="r", format="mp4" if fmp4 else "mpegts")
+    except av.error.FFmpegError as exc:
+        kind = "fragmented MP4" if fmp4 else "MPEG-TS"
+        raise UnreadableSourceError(f"HLS segments of {source} are not readable {kind}: {exc.strerror}") from exc
+
+
+def open_container(request: SourceRequest) -> av.container.InputContainer:
+    """The opener: the request's segments of the playlist (default: its first two, what a probe reads)."""
+    segments = request.segments
+    if segments is None:
+        segments = load_playlist(request.url, policy=request.policy, settings=request.settings).segments[:2]
+    return open_segments(segments, request.url, policy=request.policy, settings=request.settings)
