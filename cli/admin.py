@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.service import RPCError, RPCStatusCode
 
 from vqa import search_attributes as sa
+from vqa.codec import PayloadKeyError
 from vqa.contracts import StreamReport, StreamStatus, workflow_id_for
 from vqa.settings import Settings
 
@@ -137,16 +138,26 @@ async def list_streams(client: Client, *, limit: int, query: str = _STREAM_WORKF
     async for execution in client.list_workflows(query, limit=limit * 4):
         if execution.id in streams:
             continue  # an earlier run of the same stream (continue-as-new); the newest comes first
-        memo = await execution.memo()
+        source, unreadable = await _listed_source(execution)
         streams[execution.id] = {
             "stream_id": execution.id.removeprefix(_WORKFLOW_PREFIX),
             "workflow_id": execution.id,
             "status": execution.status.name.lower() if execution.status else "unknown",
             "start_time": execution.start_time.isoformat(),
             "close_time": execution.close_time.isoformat() if execution.close_time else None,
-            "source": memo.get("source"),
+            "source": source,
+            **({"source_error": unreadable} if unreadable else {}),
             **_attributes(execution.typed_search_attributes),
         }
         if len(streams) >= limit:
             break
     return list(streams.values())
+
+
+async def _listed_source(execution: Any) -> tuple[str | None, str | None]:
+    """The stream's source from its memo, or why it cannot be read here: a stream encrypted with a
+    key this process lacks is still listed (its id, status and search attributes are in clear)."""
+    try:
+        return (await execution.memo()).get("source"), None
+    except PayloadKeyError as exc:
+        return None, str(exc)

@@ -70,7 +70,7 @@ def format_listing(streams: list[dict[str, Any]]) -> str:
     lines = []
     for s in streams:
         defects = f"{s['defects']} defect(s), {s['open_defects']} open" if "defects" in s else ""
-        lines.append(f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {defects:<24} {s['source'] or ''}".rstrip())
+        lines.append(f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {defects:<24} {s['source'] or ('(encrypted)' if 'source_error' in s else '')}".rstrip())
     return "\n".join(lines)
 
 

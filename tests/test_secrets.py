@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import uuid
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,14 +19,14 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
+from support.seaweedfs import SECRET_KEY, SeaweedFS
+from support.webhook import serve_webhook
 from vqa.codec import ENCODING, EncryptionCodec, PayloadKeyError, key_fingerprint
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.runtime import Settings, SettingsError
 
 from . import media
 from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream, worker_subprocess
-from .seaweedfs import SECRET_KEY, SeaweedFS
-from .webhook import serve_webhook
 
 WEBHOOK_SECRET = "whsec-" + uuid.uuid4().hex
 
@@ -161,6 +162,22 @@ def test_payloads_are_encrypted_and_the_starter_still_reads_its_report(  # type:
         denied = run_starter(temporal_server, task_queue, "status", stream_id, "--json", **env)
         assert denied.returncode == 1 and denied.stdout == "", denied.stderr
         assert why in denied.stderr and len(denied.stderr.strip().splitlines()) == 1, denied.stderr
+
+    # `list` still lists it without the key (id, status, attributes are in clear), and says why
+    # its source is not shown, instead of failing the whole listing.
+    for _ in range(40):  # visibility is eventually consistent
+        listed = run_starter(temporal_server, task_queue, "list", "--json", "--limit", "1000")
+        assert listed.returncode == 0, listed.stderr
+        entry = {s["stream_id"]: s for s in json.loads(listed.stdout)}.get(stream_id)
+        if entry is not None:
+            break
+        time.sleep(0.5)
+    assert entry is not None and entry["status"] == "completed" and entry["source"] is None
+    assert "VQA_PAYLOAD_KEY is not set" in entry["source_error"]
+    plain = run_starter(temporal_server, task_queue, "list", "--limit", "1000")
+    assert plain.returncode == 0 and any(
+        line.startswith(stream_id) and line.endswith("(encrypted)") for line in plain.stdout.splitlines()
+    ), plain.stdout
 
 
 def test_a_wrong_key_of_the_same_id_and_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
