@@ -6,12 +6,12 @@ and tests that measure the analysis itself rather than the orchestration.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from vqa.contracts import Defect, MediaInfo, StreamProgress, WindowRequest
 from vqa.stitch import apply_window, report_defects
+from vqa.windows import nominal_span, windows_total
 
 from .decode import probe
 from .window import analyze_window
@@ -47,14 +47,14 @@ def window_requests(
     results: str | None = None,
 ) -> list[WindowRequest]:
     """The windows of a file, as the workflow cuts them, with no carried state yet."""
-    total = max(1, math.ceil(media.duration_s / window_s - 1e-9))
+    total = windows_total(media.duration_s, window_s)
     return [
         WindowRequest(
             stream_id=stream_id,
             source=source,
             index=index,
-            start_s=round(index * window_s, 6),
-            end_s=round(min((index + 1) * window_s, media.duration_s), 6),
+            start_s=nominal_span(index, total, media.duration_s, window_s)[0],
+            end_s=nominal_span(index, total, media.duration_s, window_s)[1],
             is_last=index == total - 1,
             media=media,
             detectors=detectors or [],

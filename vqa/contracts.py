@@ -79,6 +79,9 @@ class WindowMetrics(_Model):
     """Per-window numbers a dashboard can plot; one value per measure, never per frame."""
 
     video_frames: int = 0
+    # Decoded only as the reference of this window's last pictures (an open GOP's next keyframe):
+    # the cost of a keyframe-aligned window beyond its own frames. 0 on closed GOPs.
+    video_frames_dropped: int = 0
     audio_samples: int = 0
     measures: dict[str, float] = Field(default_factory=dict)
 
@@ -276,6 +279,10 @@ class StreamReport(_Model):
     media: MediaInfo | None = None
     window_seconds: float
     windows: int
+    analysed_s: float | None = Field(
+        default=None, description="how far the analysis got on the stream's timeline, s: the end of its last "
+        "window, on a keyframe (a stopped or failed stream's is short of its duration)",
+    )
     defects: list[Defect] = Field(default_factory=list)
     runs: int = Field(default=1, description="workflow runs the analysis took (it continues-as-new on long streams)")
     results_uri: str | None = Field(default=None, description="where this report was written (None: not written)")

@@ -7,7 +7,6 @@ event opened in one window and closed several windows later is one defect.
 
 
 import asyncio
-import math
 from datetime import timedelta
 
 from temporalio import workflow
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         WriteReportRequest,
     )
     from vqa.stitch import apply_window, merge_group_results, report_defects
+    from vqa.windows import SLIVER_S, nominal_span, windows_total
     from vqa.search_attributes import (
         DEFECT_KINDS as SA_DEFECT_KINDS,
         DEFECTS as SA_DEFECTS,
@@ -84,6 +84,7 @@ class StreamMonitorWorkflow:
         self.published_attributes: tuple[object, ...] | None = None
         self.notifying: set[asyncio.Task[None]] = set()
         self.notifications_failed = 0
+        self.sliver_s = SLIVER_S
 
     @workflow.run
     async def run(self, request: StreamRequest) -> StreamReport:
@@ -92,6 +93,8 @@ class StreamMonitorWorkflow:
             self.progress = StreamProgress(media=media)
             self.state = "running"
         p = self.progress
+        # Histories recorded before a trailing sliver joined the last window replay as they ran.
+        self.sliver_s = SLIVER_S if workflow.patched("sliver-joins-last-window") else 0.0
         self._publish()
         total = self._windows_total(p.media)
         started_at = p.next_index
@@ -168,14 +171,15 @@ class StreamMonitorWorkflow:
     async def _analyze(self, p: StreamProgress, total: int | None) -> WindowResult | None:
         w = self.request.window_seconds
         index = p.next_index
-        end = (index + 1) * w if total is None else min((index + 1) * w, p.media.duration_s)
+        last = total is not None and index == total - 1
+        start, end = nominal_span(index, total, p.media.duration_s, w) if total is not None else (index * w, (index + 1) * w)
         window = WindowRequest(
             stream_id=self.request.stream_id,
             source=self.request.source,
             index=index,
-            start_s=round(index * w, 6),
+            start_s=round(start, 6),
             end_s=round(end, 6),
-            is_last=index == total - 1 if total is not None else False,
+            is_last=last,
             media=p.media,
             detectors=self.request.detectors,
             options=self.request.options,
@@ -393,7 +397,7 @@ class StreamMonitorWorkflow:
         """Windows in a file or VOD playlist; None for a live stream (it ends when its playlist does)."""
         if media.live:
             return None
-        return max(1, math.ceil(media.duration_s / self.request.window_seconds - 1e-9))
+        return windows_total(media.duration_s, self.request.window_seconds, sliver_s=self.sliver_s)
 
     def _position(self) -> float:
         p = self.progress
@@ -420,6 +424,7 @@ class StreamMonitorWorkflow:
             media=p.media if p else None,
             window_seconds=self.request.window_seconds,
             windows=p.windows_done if p else 0,
+            analysed_s=self._position() if p else None,
             defects=defects,
             runs=p.runs if p else 1,
             live_edge_s=p.live_edge_s if p and p.media.live else None,
