@@ -31,8 +31,6 @@ from .sources import hls, open_source
 # small enough that a 1080p window never sits in memory whole (32 x 2 MB).
 VIDEO_CHUNK_FRAMES = 32
 AUDIO_CHUNK_SECONDS = 1.0
-# HLS: also read the segment(s) this far before a window, for the frame just before it.
-PREROLL_S = 0.25
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
 _AVCOL_RANGE_JPEG = 2
 _PICTURE_I = av.video.frame.PictureType.I  # intra-coded, keyframe or not
@@ -213,12 +211,18 @@ def _first_key_time(container: av.container.InputContainer, stream: av.stream.St
 @dataclass
 class DecodeReport:
     video_frames: int = 0
-    # Decoded from the keyframe the seek found up to the window start, and dropped.
-    video_frames_before: int = 0
+    # Frames the decoder gave that belong to a neighbour: at a boundary of an open GOP (HEVC CRA,
+    # H.264 open GOP, MPEG-2), the next window's first keyframe is decoded as the reference of
+    # this window's last pictures, then dropped. 0 on closed-GOP streams.
+    video_frames_dropped: int = 0
+    # Video packets read before the window's first keyframe and skipped, never decoded.
+    video_packets_skipped: int = 0
     audio_samples: int = 0
     decode_errors: int = 0
-    previous_luma: np.ndarray | None = None
-    previous_time_s: float | None = None
+    # Where the window began and ended on the stream's timeline: on the video's keyframes
+    # (K(start), K(end)); None until found.
+    start_s: float | None = None
+    span_end_s: float | None = None
     # A live window can end the stream (the playlist ended) or be cut short by a stall.
     end_s: float | None = None
     stream_ended: bool = False
@@ -243,16 +247,25 @@ def decode_window(
     *,
     start_s: float,
     end_s: float,
+    is_last: bool = False,
+    align: bool = True,
     heartbeat: Callable[[float], None] = lambda position: None,
     settings: Settings | None = None,
 ) -> tuple[Iterator[VideoChunk | AudioChunk | DecodeErrorChunk], DecodeReport]:
-    """Decode [start_s, end_s) of the source into detector chunks.
+    """Decode the window [K(start_s), K(end_s)) of the source into detector chunks, K(t) being
+    the first video keyframe at or after t (a stream without video: t itself). The window from 0 s
+    starts at the stream's first frame; the last (`is_last`) runs to the stream's end.
 
-    Returns the chunk iterator and a report filled in as it runs; the report
-    holds the last frame before the window by the time the first video chunk
-    comes out.
+    Packets before K(start_s) are skipped unread by the decoder; decoding stops at the first
+    packet of the next window. Consecutive windows so decode every frame exactly once. Returns the
+    chunk iterator and a report filled in as it runs (its start_s/span_end_s: the window found).
+    `align=False`: [start_s, end_s) exactly, decoded from the keyframe before it (what a
+    per-second media converter does; bench/'s baseline).
     """
-    window = _Window(source, media, start_s=start_s, end_s=end_s, heartbeat=heartbeat, settings=settings or Settings())
+    window = _Window(
+        source, media, start_s=start_s, end_s=end_s, is_last=is_last, align=align, heartbeat=heartbeat,
+        settings=settings or Settings(),
+    )
     return window.chunks(), window.report
 
 
@@ -272,23 +285,96 @@ def _open_window(window: _Window) -> av.container.InputContainer | None:
     if playlist.ended and playlist.duration_s <= window.end_s + 1e-6:
         report.stream_ended, report.end_s = True, max(window.start_s, playlist.duration_s)
         window.end_s = report.end_s
-    segments = hls.segments_for(playlist, window.start_s, window.end_s, PREROLL_S + 1.0)
+        window.bounds.run_to_end(report.end_s)
+    # Segments start on keyframes: those overlapping the window hold its first keyframe, and
+    # its data ends where the next window's first keyframe is.
+    segments = hls.segments_for(playlist, window.start_s, window.end_s, 0.0)
     if not segments and media.live and playlist.segments:
         return None
     return open_source(source, settings=window.settings, segments=segments)
+
+
+class _Bounds:
+    """Where the window begins and ends, found on the video's keyframe packets as they are
+    demuxed, and what to do with each video packet: skip it, decode it, or stop."""
+
+    def __init__(
+        self, *, start_s: float, end_s: float, from_start: bool, to_end: bool, video: bool, align: bool = True
+    ) -> None:
+        self.nominal_start, self.nominal_end = start_s, end_s
+        self.to_end, self.align = to_end, align
+        # Not aligned (the per-second baseline of bench/): decoded from the keyframe before, cut at the nominal times.
+        self.start: float | None = start_s if from_start or not video or not align else None
+        self.end: float | None = end_s if not video and not to_end else (math.inf if to_end else None)
+        self.held: av.Packet | None = None  # the next window's first keyframe, decoded only as a reference
+        self.video_done = False
+
+    def video_packet(self, packet: av.Packet, t: float | None) -> list[av.Packet]:
+        """The packets to decode now, given the next video packet (`t`: its time on the timeline)."""
+        if self.video_done:
+            return []
+        if self.start is None:
+            if not (packet.is_keyframe and t is not None and t >= self.nominal_start - 1e-6):
+                return []  # before the window's first keyframe: skipped, never decoded
+            self.start = t
+            return [packet]
+        if self.held is not None:
+            if t is not None and t < self.end - 1e-6:  # type: ignore[operator]
+                # A leading picture of an open GOP: shown before the keyframe it follows, it is
+                # this window's, and needs that keyframe decoded.
+                held, self.held = self.held, None
+                return [held, packet]
+            self.video_done = True
+            return []
+        if self.end is None and packet.is_keyframe and t is not None and t >= self.nominal_end - 1e-6:
+            self.end = t  # the next window's first keyframe
+            self.held = packet
+            return []
+        if self.end is not None and not self.to_end and t is not None and t >= self.end - 1e-6 and self.held is None:
+            # After the leading pictures: the next window's own.
+            self.video_done = True
+            return []
+        return [packet]
+
+    def cut(self) -> tuple[float, float]:
+        """The times a frame or sample must lie within to be this window's, as far as known now."""
+        start = self.start if self.start is not None else self.nominal_start
+        end = self.end if self.end is not None else math.inf
+        return start, (end if self.align or self.to_end else self.nominal_end)
+
+    def run_to_end(self, end_s: float) -> None:
+        """The stream ends at `end_s` (a live playlist ended): the window takes all that is left."""
+        self.nominal_end, self.to_end, self.end = end_s, True, math.inf
+
+    def finish(self, data_end_s: float | None) -> None:
+        """The data ran out. A start not found (no keyframe in it): the window is empty, at the
+        data's end. An end not found: where the data ended (the stream's end, or the end of the
+        last HLS segment read, where the next segment's first keyframe is)."""
+        fallback = data_end_s if data_end_s is not None else self.nominal_end
+        if self.start is None:
+            self.start = max(self.nominal_start, fallback)
+        if self.to_end or not self.align:
+            self.start, self.end = (self.start if self.align else self.nominal_start), max(self.nominal_end, self.start)
+        elif self.end is None:
+            self.end = max(self.start, fallback)
 
 
 class _Window:
     """One window's decode: demux, decode, and cut what falls in the window into chunks."""
 
     def __init__(
-        self, source: str, media: MediaInfo, *, start_s: float, end_s: float,
+        self, source: str, media: MediaInfo, *, start_s: float, end_s: float, is_last: bool, align: bool,
         heartbeat: Callable[[float], None], settings: Settings,
     ) -> None:
         self.source, self.media, self.settings, self.heartbeat = source, media, settings, heartbeat
         self.start_s, self.end_s = start_s, end_s
         self.report = DecodeReport()
-        self.errors = _DecodeErrors(self.report, start_s=start_s, end_s=end_s, t0=media.start_offset_s)
+        self.bounds = _Bounds(
+            start_s=start_s, end_s=end_s, from_start=start_s <= 0, to_end=is_last, video=media.video is not None,
+            align=align,
+        )
+        self.errors = _DecodeErrors(self.report, self.bounds, t0=media.start_offset_s)
+        self.data_end: float | None = None  # the end of the last frame read
 
     def chunks(self) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
         container = _open_window(self)
@@ -313,57 +399,94 @@ class _Window:
                 DECODER_THREADS.release()
 
     def _seek(self, container: av.container.InputContainer, stream: av.stream.Stream | None) -> None:
-        # To the keyframe at or before the window: a window that starts on a keyframe
-        # (encoders place them every second or two) decodes nothing twice.
+        # To a keyframe at or before the window: from there its packets are skipped, not
+        # decoded, up to its first keyframe.
         try:
             _seek_before(container, stream, self.media.start_offset_s + self.start_s)
         except av.error.FFmpegError as exc:
             raise UnreadableSourceError(f"cannot seek to {self.start_s:.3f}s in {self.source}: {exc.strerror}") from exc
 
-    def _frames(self, container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.frame.Frame]:
+    def _packets(self, container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.Packet]:
+        """The packets to decode, in decode order: the video's chosen by the bounds, the audio's
+        all from the seek on (cheap; cut by time later), until both tracks are past the window."""
+        t0 = self.media.start_offset_s
         for packet in container.demux(streams):
-            try:
-                for frame in packet.decode():
-                    if frame.is_corrupt:
-                        self.errors.at(packet.stream, frame.pts, packet.duration)
-                    yield frame
-            except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
-                # A corrupt packet is a defect of the stream, not a failure of the analysis.
-                self.errors.at(packet.stream, packet.pts, packet.duration)
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker: decoders are flushed after
+            t = float(packet.pts * packet.time_base) - t0 if packet.pts is not None and packet.time_base else None
+            if t is not None and packet.duration and packet.time_base:
+                self.data_end = max(self.data_end or t, t + float(packet.duration * packet.time_base))
+            if packet.stream.type == "video":
+                chosen = self.bounds.video_packet(packet, t)
+                self.report.video_packets_skipped += self.bounds.start is None
+                yield from chosen
+            elif not self._audio_done:
+                yield packet
+            if self.bounds.video_done and self._audio_done:
+                return
+
+    def _frames(self, container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.frame.Frame]:
+        for packet in self._packets(container, streams):
+            yield from self._decoded(packet.stream, packet)
+        for stream in streams:  # what the decoders still hold (frame threading, reordering)
+            yield from self._decoded(stream, None)
+        self.bounds.finish(self.data_end)
+
+    def _decoded(self, stream: av.stream.Stream, packet: av.Packet | None) -> Iterator[av.frame.Frame]:
+        try:
+            for frame in stream.decode(packet):
+                if frame.is_corrupt:
+                    self.errors.at(stream, frame.pts, packet.duration if packet is not None else None)
+                yield frame
+        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+            # A corrupt packet is a defect of the stream, not a failure of the analysis.
+            if packet is not None:
+                self.errors.at(stream, packet.pts, packet.duration)
+        except av.error.EOFError:
+            return
+
+    @property
+    def _audio_done(self) -> bool:
+        return self.sound is None or self.sound.done
 
     def _cut(
         self, container: av.container.InputContainer, video: av.VideoStream | None, audio: av.AudioStream | None
     ) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
         pictures = _VideoCut(self, video.codec_context) if video is not None else None
-        sound = _AudioCut(self) if audio is not None else None
+        self.sound = _AudioCut(self) if audio is not None else None
+        if video is None:  # no picture to align on: the window is its nominal span
+            self.bounds.video_done = True
+            self.bounds.start = self.start_s if self.bounds.start is None else self.bounds.start
+            if self.bounds.end is None:
+                self.bounds.end = self.end_s
         t0 = self.media.start_offset_s
         for frame in self._frames(container, [s for s in (video, audio) if s is not None]):
             if frame.time is None:
                 continue
-            cut = pictures if isinstance(frame, av.VideoFrame) else sound
-            if cut is not None and not cut.done:
+            cut = pictures if isinstance(frame, av.VideoFrame) else self.sound
+            if cut is not None:
                 yield from cut.add(frame, float(frame.time) - t0)
             yield from self.errors.chunks()
-            if (pictures is None or pictures.done) and (sound is None or sound.done):
-                break
-        for cut in (pictures, sound):
+        for cut in (pictures, self.sound):
             if cut is not None:
                 yield from cut.flush()
         yield from self.errors.chunks()
+        self.report.start_s, self.report.span_end_s = self.bounds.start, self.bounds.end
 
 
 class _DecodeErrors:
     """Corrupt packets and frames inside the window, handed on as DecodeErrorChunks."""
 
-    def __init__(self, report: DecodeReport, *, start_s: float, end_s: float, t0: float) -> None:
-        self.report, self.start_s, self.end_s, self.t0 = report, start_s, end_s, t0
+    def __init__(self, report: DecodeReport, bounds: _Bounds, *, t0: float) -> None:
+        self.report, self.bounds, self.t0 = report, bounds, t0
         self.found: dict[str, list[tuple[float, float]]] = {"video": [], "audio": []}
 
     def at(self, stream: av.stream.Stream, pts: int | None, duration: int | None) -> None:
         if pts is None or stream.time_base is None:
             return
         t = float(pts * stream.time_base) - self.t0
-        if self.start_s - 1e-6 <= t < self.end_s - 1e-6:  # earlier ones belong to the window before
+        start, end = self.bounds.cut()
+        if start - 1e-6 <= t < end - 1e-6:  # others belong to a neighbouring window
             length = float(duration * stream.time_base) if duration else 0.0
             self.found[stream.type].append((t, length))
             self.report.decode_errors += 1
@@ -377,26 +500,18 @@ class _DecodeErrors:
 
 
 class _VideoCut:
-    """Video frames: those before the window keep only the last (the frame the window's
-    first is compared with); those inside go to the chunk buffer."""
+    """Video frames of the window to the chunk buffer; a neighbour's (an open GOP's reference
+    keyframe) dropped."""
 
     def __init__(self, window: _Window, codec: Any) -> None:
-        self.window, self.report = window, window.report
+        self.window, self.report, self.bounds = window, window.report, window.bounds
         self.buffer = _VideoBuffer(codec)
-        self.last_before: tuple[np.ndarray, float] | None = None
-        self.done = False
 
     def add(self, frame: av.VideoFrame, t: float) -> Iterator[VideoChunk]:
-        if t < self.window.start_s - 1e-6:
-            self.report.video_frames_before += 1
-            self.last_before = (_luma(frame).copy(), t)
+        start, end = self.bounds.cut()
+        if not start - 1e-6 <= t < end - 1e-6:
+            self.report.video_frames_dropped += 1
             return
-        if t >= self.window.end_s - 1e-6:
-            self.done = True
-            return
-        if self.last_before is not None:
-            self.report.previous_luma, self.report.previous_time_s = self.last_before
-            self.last_before = None
         self.report.video_frames += 1
         for chunk in self.buffer.add(frame, t):
             self.window.heartbeat(t)
@@ -407,11 +522,13 @@ class _VideoCut:
 
 
 class _AudioCut:
-    """Audio frames, as planar float, into the window's one-second chunks."""
+    """Audio frames, as planar float, into the window's one-second chunks. Until the window's
+    keyframes are found, samples past where it may begin or end wait here."""
 
     def __init__(self, window: _Window) -> None:
-        self.report, self.t0 = window.report, window.media.start_offset_s
-        self.buffer = _AudioBuffer(start_s=window.start_s, end_s=window.end_s)
+        self.report, self.t0, self.bounds = window.report, window.media.start_offset_s, window.bounds
+        self.buffer: _AudioBuffer | None = None
+        self.waiting: list[tuple[np.ndarray, float, int]] = []
         self.resampler = av.AudioResampler(format="fltp")
         self.done = False
 
@@ -420,13 +537,33 @@ class _AudioCut:
         for converted in [frame] if frame.format.name == "fltp" else self.resampler.resample(frame):
             if converted.time is not None:
                 t = float(converted.time) - self.t0
-            yield from self._counted(self.buffer.add(converted.to_ndarray(), t, converted.sample_rate))
-            t += converted.samples / converted.sample_rate
+            samples, rate = converted.to_ndarray(), converted.sample_rate
+            if t + samples.shape[1] / rate > self.bounds.nominal_start - 1e-6:  # else before any start it may have
+                self.waiting.append((samples, t, rate))
+            t += samples.shape[1] / rate
+        yield from self._release()
+
+    def _release(self, *, final: bool = False) -> Iterator[AudioChunk]:
+        """The waiting samples, once the window's start (and, for those past its nominal end, its end) is known."""
+        if self.bounds.start is None and not final:
+            return
+        if self.buffer is None:
+            self.buffer = _AudioBuffer(start_s=self.bounds.cut()[0], end_s=math.inf)
+        if self.bounds.end is not None:
+            self.buffer.end_s = self.bounds.cut()[1]
+        while self.waiting:
+            samples, t, rate = self.waiting[0]
+            if self.bounds.end is None and not final and t + samples.shape[1] / rate > self.bounds.nominal_end:
+                return  # may lie past the window's end, not known yet
+            self.waiting.pop(0)
+            yield from self._counted(self.buffer.add(samples, t, rate))
         if self.buffer.done:
             self.done = True
 
     def flush(self) -> Iterator[AudioChunk]:
-        yield from self._counted(self.buffer.flush())
+        yield from self._release(final=True)
+        if self.buffer is not None:
+            yield from self._counted(self.buffer.flush())
 
     def _counted(self, items: list[AudioChunk] | Iterator[AudioChunk]) -> Iterator[AudioChunk]:
         for item in items:
@@ -516,7 +653,7 @@ class _AudioBuffer:
         out: list[AudioChunk] = []
         n = samples.shape[1]
         first = max(0, math.ceil((self.start_s - t) * rate - 1e-6))
-        last = min(n, math.ceil((self.end_s - t) * rate - 1e-6))
+        last = n if math.isinf(self.end_s) else min(n, math.ceil((self.end_s - t) * rate - 1e-6))
         if last <= 0 or first >= n:
             if t + n / rate >= self.end_s:
                 self.done = True

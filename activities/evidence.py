@@ -69,11 +69,6 @@ class EvidenceRecorder:
     thumbnails: list[tuple[float, np.ndarray]] = field(default_factory=list)
     audio: list[_Snippet] = field(default_factory=list)
 
-    def previous_frame(self, luma: np.ndarray | None, time_s: float | None, *, full_range: bool) -> None:
-        """The last frame before the window: evidence for a defect that closes right at its start."""
-        if luma is not None and time_s is not None and not self.thumbnails:
-            self.thumbnails.append((time_s, _thumbnail(luma, full_range=full_range)))
-
     def add_video(self, chunk: VideoChunk) -> None:
         spacing = max(0.0, (self.end_s - self.start_s) / MAX_THUMBNAILS)
         last = self.thumbnails[-1][0] if self.thumbnails else -math.inf

@@ -78,15 +78,19 @@ def analyze_window(request: WindowRequest, *, settings: Settings | None = None) 
     recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
     try:
         chunks, report = decode_window(
-            request.source, request.media, start_s=request.start_s, end_s=request.end_s,
+            request.source, request.media, start_s=request.start_s, end_s=request.end_s, is_last=request.is_last,
             heartbeat=_Heartbeat(), settings=settings,
         )
         _feed(chunks, report, active, context, recorder)
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
-    if report.stream_ended and report.end_s is not None:
-        # A live playlist ended inside this window: it is the stream's last.
-        context.span = WindowSpan(start_s=request.start_s, end_s=report.end_s, is_last=True)
+    # The window as decoded: from its first keyframe to the next window's (a live playlist that
+    # ended inside it makes it the stream's last).
+    context.span = WindowSpan(
+        start_s=report.start_s if report.start_s is not None else request.start_s,
+        end_s=report.span_end_s if report.span_end_s is not None else request.end_s,
+        is_last=request.is_last or report.stream_ended,
+    )
     result = _result(request, context.span, report, active, notify_targets=has_notify_targets(settings))
     if recorder and location and result.events:
         attach_evidence(result.events, recorder, location=location, stream_id=request.stream_id,
@@ -126,10 +130,6 @@ def _feed(
     audio_detectors = [d for d in active.values() if d.track in ("audio", "av")]
     for chunk in chunks:
         if isinstance(chunk, VideoChunk):
-            if context.previous_luma is None and report.previous_luma is not None:
-                context.previous_luma, context.previous_time_s = report.previous_luma, report.previous_time_s
-                if recorder:
-                    recorder.previous_frame(report.previous_luma, report.previous_time_s, full_range=chunk.full_range)
             for detector in video_detectors:
                 detector.feed_video(chunk)
             if recorder:
@@ -152,7 +152,10 @@ def _result(
         index=request.index, start_s=span.start_s, end_s=span.end_s, is_last=span.is_last,
         live_edge_s=report.live_edge_s, notify_targets=notify_targets,
     )
-    result.metrics = WindowMetrics(video_frames=report.video_frames, audio_samples=report.audio_samples)
+    result.metrics = WindowMetrics(
+        video_frames=report.video_frames, video_frames_dropped=report.video_frames_dropped,
+        audio_samples=report.audio_samples,
+    )
     for name, detector in active.items():
         output = detector.finish()
         result.events.extend(output.events)

@@ -71,7 +71,8 @@ def convert_second(request: ConvertRequest) -> SecondObjects:
     frames = samples = 0
     try:
         chunks, report = decode_window(
-            request.source, request.media, start_s=request.start_s, end_s=request.end_s, heartbeat=heartbeat
+            request.source, request.media, start_s=request.start_s, end_s=request.end_s, is_last=request.is_last,
+            align=False, heartbeat=heartbeat,
         )
         for chunk in chunks:
             if isinstance(chunk, VideoChunk):
@@ -98,8 +99,6 @@ def convert_second(request: ConvertRequest) -> SecondObjects:
                            f"e{i}.durations": chunk.durations}
     except (UnreadableSourceError, SourceUnavailableError) as exc:
         raise _application_error(exc) from exc
-    if report.previous_luma is not None:
-        video |= {"previous_luma": report.previous_luma, "previous_time_s": np.array(report.previous_time_s)}
     common["order"] = np.array(order, dtype=np.int32).reshape(-1, 2)
     end_s, is_last = request.end_s, request.is_last
     if report.stream_ended and report.end_s is not None:
@@ -145,9 +144,6 @@ def detect_second(request: DetectRequest) -> DetectResult:
     first: dict[str, Any] = video if video is not None else (audio or {})
     for kind, i in first.get("order", np.empty((0, 2), dtype=np.int32)).tolist():
         if kind == _VIDEO and video is not None:
-            if context.previous_luma is None and "previous_luma" in video:
-                context.previous_luma = video["previous_luma"]
-                context.previous_time_s = float(video["previous_time_s"])
             detector.feed_video(VideoChunk(
                 times=video[f"v{i}.times"], luma=video[f"v{i}.luma"], keyframe=video[f"v{i}.keyframe"],
                 full_range=bool(video[f"v{i}.full_range"]),
