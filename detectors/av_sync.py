@@ -51,6 +51,7 @@ it on a stream with only one.
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import ClassVar, Literal
 
@@ -74,6 +75,7 @@ _ENVELOPE_SCALE = 10  # envelope values are kept as integers of 0.1 (dB, luma le
 _SEARCH_BEYOND_S = 1.0  # a content peak must stand clear of every other this much further out in lag
 _EVENT_Z = 3.0  # an envelope value this many standard deviations up is an event
 _VISUAL_LINES = 200  # motion is measured on a picture of about this many lines
+_EDGE_PIXELS = 512  # pixels of the last frame carried to the next window (edge_print)
 _MARGIN_S = 0.05  # slack on the horizons, for frame and block rounding
 _EPS = 1e-9
 
@@ -148,6 +150,11 @@ class AvSyncState(DetectorState):
     # Video: the last frame's mean level (0-1) and motion; flash onsets not yet out of reach.
     prev_level: float | None = None
     prev_motion: float | None = None
+    # The last frame, every Nth pixel of the motion picture (about 500 of them, base64): the
+    # next window, which starts on a keyframe with no frame before it decoded, measures its first
+    # frame's motion against it (sampled pixels, so the same mean difference, for a cut there too).
+    edge_print: str | None = None
+    edge_shape: tuple[int, int] | None = None
     flashes: list[float] = Field(default_factory=list)
     pairs_done_s: float | None = Field(None, description="flashes up to here are paired or given up")
     pair_times: list[float] = Field(default_factory=list, description="recent paired flashes")
@@ -223,22 +230,7 @@ class AvSyncDetector(Detector[AvSyncOptions, AvSyncState]):
         pixel_count = small.shape[1]
         levels = (small.sum(axis=1, dtype=np.int32) / pixel_count - black) / (white - black)
 
-        # Motion: mean absolute difference from the frame before; its rises are the visual onsets.
-        motion = np.empty(n)
-        if n > 1:
-            step = np.subtract(small[1:], small[:-1], dtype=np.int16)
-            np.abs(step, out=step)
-            motion[1:] = step.sum(axis=1, dtype=np.int32) / pixel_count
-        previous_small = self.previous_small
-        if previous_small is not None and previous_small.shape[0] == pixel_count:
-            step0 = np.subtract(small[0], previous_small, dtype=np.int16)
-            np.abs(step0, out=step0)
-            motion[0] = float(step0.sum(dtype=np.int32)) / pixel_count
-        elif st.prev_motion is not None:
-            motion[0] = st.prev_motion
-        else:  # the stream's first frame: no motion known, and none begins
-            motion[0] = motion[1] if n > 1 else 0.0
-        self.previous_small = small[-1].copy()
+        motion = self._motion(coarse, small, sub)
         before = np.concatenate(([st.prev_motion if st.prev_motion is not None else motion[0]], motion[:-1]))
         if self.options.content:
             rises = np.round(np.maximum(motion - before, 0.0) * _ENVELOPE_SCALE).astype(np.int64)
@@ -256,6 +248,42 @@ class AvSyncDetector(Detector[AvSyncOptions, AvSyncState]):
         st.last_frame_s = float(times[-1])
         st.video_end_s = st.last_frame_s + st.frame_period_s
         st.prev_level, st.prev_motion = float(levels[-1]), float(motion[-1])
+
+    def _motion(self, coarse: np.ndarray, small: np.ndarray, sub: int) -> np.ndarray:
+        """Each frame's mean absolute difference from the frame before (its rises are the visual
+        onsets); the first frame's from the last one seen, or carried from the window before."""
+        st, n, pixel_count = self.state, small.shape[0], small.shape[1]
+        motion = np.empty(n)
+        if n > 1:
+            step = np.subtract(small[1:], small[:-1], dtype=np.int16)
+            np.abs(step, out=step)
+            motion[1:] = step.sum(axis=1, dtype=np.int32) / pixel_count
+        previous_small = self.previous_small
+        edge_step = sub * max(1, math.ceil(math.sqrt(pixel_count / _EDGE_PIXELS)))
+        first_edge = coarse[0, ::edge_step, ::edge_step]
+        carried = self._carried_edge(first_edge.shape)
+        if previous_small is not None and previous_small.shape[0] == pixel_count:
+            step0 = np.subtract(small[0], previous_small, dtype=np.int16)
+            np.abs(step0, out=step0)
+            motion[0] = float(step0.sum(dtype=np.int32)) / pixel_count
+        elif carried is not None:
+            motion[0] = float(np.abs(np.subtract(first_edge, carried, dtype=np.int16)).mean())
+        elif st.prev_motion is not None:
+            motion[0] = st.prev_motion
+        else:  # the stream's first frame: no motion known, and none begins
+            motion[0] = motion[1] if n > 1 else 0.0
+        self.previous_small = small[-1].copy()
+        last_edge = np.ascontiguousarray(coarse[-1, ::edge_step, ::edge_step])
+        st.edge_print, st.edge_shape = base64.b64encode(last_edge.tobytes()).decode(), last_edge.shape
+        return motion
+
+    def _carried_edge(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The last frame of the window before (its edge print), when this window has not
+        started yet and the picture size is the same."""
+        st = self.state
+        if self.previous_small is not None or st.edge_print is None or st.prev_level is None or st.edge_shape != tuple(shape):
+            return None
+        return np.frombuffer(base64.b64decode(st.edge_print), dtype=np.uint8).reshape(shape)
 
     def _add_visual(self, times: np.ndarray, rises: np.ndarray) -> None:
         st = self.state

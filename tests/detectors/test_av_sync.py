@@ -225,3 +225,40 @@ def test_state_stays_small() -> None:
 def test_options_must_leave_room_for_the_limits() -> None:
     with pytest.raises(ValueError):
         AvSyncOptions(max_offset_ms=150.0)
+
+
+def _rises(media: Media, windows: list[tuple[float, float]], *, drop_print: bool = False) -> dict[float, int]:
+    """Visual onset strength per frame time, feeding `windows` as the product does since windows
+    start on keyframes: no frame before a window, only the state carried (as JSON)."""
+    seen: dict[float, int] = {}
+    state: dict = {}
+    for start, end in windows:
+        ctx = WindowContext(span=WindowSpan(start_s=start, end_s=end, is_last=False))
+        detector = AvSyncDetector(options=AvSyncOptions(), state=state, context=ctx)
+        original = detector._add_visual
+
+        def record(times: np.ndarray, rises: np.ndarray, original=original) -> None:  # type: ignore[no-untyped-def]
+            seen.update({round(float(t), 4): int(r) for t, r in zip(times, rises)})
+            original(times, rises)
+
+        detector._add_visual = record  # type: ignore[method-assign]
+        frames = np.flatnonzero((media.times >= start - 1e-9) & (media.times < end - 1e-9))
+        detector.feed_video(VideoChunk(times=media.times[frames], luma=media.luma[frames], keyframe=np.zeros(frames.size, bool)))
+        state = json.loads(json.dumps(detector.finish().state))
+        if drop_print:
+            state["edge_print"] = None
+    return seen
+
+
+def test_a_cut_on_the_keyframe_a_window_starts_at_is_still_an_onset() -> None:
+    """Windows start on keyframes, and encoders put keyframes at cuts: the first frame of a window
+    is often a cut. Its motion is measured against the print of the last frame the window before
+    carried (sampled pixels: about the same mean difference as the whole picture's)."""
+    media = _cuts_and_hits(12.0, 0.0)
+    differences = np.abs(np.diff(media.luma.astype(np.int16), axis=0)).mean(axis=(1, 2))
+    cut = float(media.times[np.flatnonzero(differences > 20)[5] + 1])  # the sixth cut
+    whole = _rises(media, [(0.0, 12.0)])
+    split = _rises(media, [(0.0, cut), (cut, 12.0)])
+    assert whole[round(cut, 4)] > 0, "a cut is a visual onset"
+    assert split[round(cut, 4)] == pytest.approx(whole[round(cut, 4)], rel=0.15)
+    assert _rises(media, [(0.0, cut), (cut, 12.0)], drop_print=True)[round(cut, 4)] == 0, "without the print it is lost"
