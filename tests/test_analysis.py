@@ -74,17 +74,22 @@ def test_windows_decode_every_frame_and_sample_exactly_once(clips: media.ClipFac
     assert seen_samples <= samples
 
 
-@pytest.mark.parametrize(("start_s", "most_before"), [(20.0, 0), (20.5, 25)], ids=["on-keyframe", "mid-gop"])
-def test_a_late_window_decodes_from_the_keyframe_before_it(clips: media.ClipFactory, start_s: float, most_before: int) -> None:
-    """A window seeks: it decodes at most one GOP (1 s, 25 frames in the main clip) before its start, not the stream
-    from 0 s; a window starting on a keyframe decodes nothing it then throws away."""
+@pytest.mark.parametrize(("start_s", "first_s", "most_skipped"), [(20.0, 20.0, 0), (20.5, 21.0, 25)], ids=["on-keyframe", "mid-gop"])
+def test_a_late_window_starts_on_its_keyframe_and_decodes_nothing_before(
+    clips: media.ClipFactory, start_s: float, first_s: float, most_skipped: int
+) -> None:
+    """A window seeks to the keyframe before its start and skips, undecoded, the packets up to its
+    first keyframe at or after it (the main clip has one a second): at most one GOP read, none
+    decoded and thrown away, not the stream from 0 s."""
     path = clips("main")
     info = probe(str(path))
     chunks, report = decode_window(str(path), info, start_s=start_s, end_s=24.0)
     for _ in chunks:
         pass
-    assert report.video_frames == 24 * 25 - math.ceil(start_s * 25), "every frame of the window, once"
-    assert report.video_frames_before <= most_before, report.video_frames_before
+    assert report.start_s == first_s and report.span_end_s == 24.0
+    assert report.video_frames == (24 - first_s) * 25, "every frame of the window, once"
+    assert report.video_frames_dropped == 0
+    assert report.video_packets_skipped <= most_skipped, report.video_packets_skipped
 
 
 def test_window_result_is_small(clips: media.ClipFactory) -> None:

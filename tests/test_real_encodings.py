@@ -10,7 +10,9 @@ import statistics
 import subprocess
 from pathlib import Path
 
+import av
 import imageio_ffmpeg
+import numpy as np
 import pytest
 
 from activities.decode import decode_window, probe
@@ -91,15 +93,23 @@ def test_interlaced_frames_carry_their_field_order(made: Path) -> None:
 
 
 @pytest.mark.parametrize("start_s", [10.0, 20.0])
-def test_a_ts_window_starts_at_its_first_frame(made: Path, start_s: float) -> None:
+def test_a_ts_window_starts_at_its_first_keyframe(made: Path, start_s: float) -> None:
     """A seek in MPEG-TS can land past its target (it seeks by byte position): the window
-    re-seeks earlier, so its first frame is the one at its start and none is lost."""
+    re-seeks earlier, so it finds the first keyframe at or after its start (a GOP is 12
+    pictures, 0.48 s) and loses no frame from there to the next window's keyframe."""
     path = programmes.make(made, "mpeg2-1080i25-ts")
     info = probe(str(path))
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        keys = sorted(float(p.pts * p.time_base) - info.start_offset_s for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
+    first_key = next(k for k in keys if k >= start_s - 1e-6)
     chunks, report = decode_window(str(path), info, start_s=start_s, end_s=start_s + 1.0)
-    first = next(c.times[0] for c in chunks if isinstance(c, VideoChunk))
-    assert start_s - 1e-6 <= first < start_s + 1.0 / 25
-    assert report.previous_time_s is not None and report.previous_time_s < start_s
+    times = np.concatenate([c.times for c in chunks if isinstance(c, VideoChunk)])
+    assert start_s - 1e-6 <= first_key < start_s + 0.48 + 1e-6
+    assert times[0] == pytest.approx(first_key, abs=1e-6) and report.start_s == pytest.approx(first_key, abs=1e-6)
+    next_key = next(k for k in keys if k >= start_s + 1.0 - 1e-6)
+    assert report.span_end_s == pytest.approx(next_key, abs=1e-6)
+    assert len(times) == round((next_key - first_key) * 25) and np.all(np.diff(times) > 0)
 
 
 def test_a_person_nearly_still_before_a_freeze(made: Path) -> None:

@@ -148,8 +148,15 @@ def test_payloads_are_encrypted_and_the_starter_still_reads_its_report(  # type:
         return History(events=(await raw.get_workflow_handle(workflow_id_for(stream_id)).fetch_history()).events)
 
     history = run_async(raw_history())
-    payloads = [p for p in _payloads(history) if p.data or p.metadata]
+    patches = [e for e in history.events if e.marker_recorded_event_attributes.marker_name == "core_patch"]
+    payloads = [p for e in history.events if e not in patches for p in _payloads(e) if p.data or p.metadata]
     assert len(payloads) > 10, "inputs, results, memo and summaries were found"
+    assert patches, "the workflow records which windowing rule it follows"
+    # What the SDK's core writes in clear: the name of a code change the workflow checks
+    # (workflow.patched), no stream data.
+    for marker in patches:
+        for patch in _payloads(marker):
+            assert json.loads(patch.data)["id"] == "sliver-joins-last-window", patch
     assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
     assert {p.metadata["encryption-key-id"] for p in payloads} == {key_fingerprint(base64.b64decode(key)).encode()}
     assert source.encode() not in _without_search_attributes(history), "the source path is nowhere in clear"

@@ -386,7 +386,8 @@ def test_a_refused_source_fails_its_stream_and_the_worker_goes_on(  # type: igno
     assert passwd.error == "source refused: /etc/passwd is outside the allowed roots (VQA_ALLOWED_ROOTS)"
     assert poisoned_report.status == "failed" and poisoned_report.windows == 1
     assert poisoned_report.error is not None and "HLS segment refused" in poisoned_report.error
-    assert f"{METADATA}/{entries[2][0]} is a link-local address" in poisoned_report.error
+    # Window 1 reads the segments that overlap it: the first poisoned one it reaches is named.
+    assert any(f"{METADATA}/{name} is a link-local address" in poisoned_report.error for name, _ in entries[2:])
     assert good.status == "completed" and media.match(good.defects, media.MAIN_TRUTH) == []
 
 
