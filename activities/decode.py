@@ -410,12 +410,14 @@ class _Window:
         """The packets to decode, in decode order: the video's chosen by the bounds, the audio's
         all from the seek on (cheap; cut by time later), until both tracks are past the window."""
         t0 = self.media.start_offset_s
+        time_bases = {s.index: float(s.time_base) if s.time_base else None for s in streams}  # not a Fraction a packet
         for packet in container.demux(streams):
             if packet.size == 0:
                 continue  # the demuxer's end-of-stream marker: decoders are flushed after
-            t = float(packet.pts * packet.time_base) - t0 if packet.pts is not None and packet.time_base else None
-            if t is not None and packet.duration and packet.time_base:
-                self.data_end = max(self.data_end or t, t + float(packet.duration * packet.time_base))
+            tb = time_bases.get(packet.stream.index)
+            t = packet.pts * tb - t0 if packet.pts is not None and tb else None
+            if t is not None and packet.duration and tb:
+                self.data_end = max(self.data_end or t, t + packet.duration * tb)
             if packet.stream.type == "video":
                 chosen = self.bounds.video_packet(packet, t)
                 self.report.video_packets_skipped += self.bounds.start is None
