@@ -154,7 +154,7 @@ class AvSyncState(DetectorState):
     # next window, which starts on a keyframe with no frame before it decoded, measures its first
     # frame's motion against it (sampled pixels, so the same mean difference, for a cut there too).
     edge_print: str | None = None
-    edge_shape: tuple[int, int] | None = None
+    edge_shape: list[int] | None = None  # a list, as it reads back from JSON
     flashes: list[float] = Field(default_factory=list)
     pairs_done_s: float | None = Field(None, description="flashes up to here are paired or given up")
     pair_times: list[float] = Field(default_factory=list, description="recent paired flashes")
@@ -274,14 +274,14 @@ class AvSyncDetector(Detector[AvSyncOptions, AvSyncState]):
             motion[0] = motion[1] if n > 1 else 0.0
         self.previous_small = small[-1].copy()
         last_edge = np.ascontiguousarray(coarse[-1, ::edge_step, ::edge_step])
-        st.edge_print, st.edge_shape = base64.b64encode(last_edge.tobytes()).decode(), last_edge.shape
+        st.edge_print, st.edge_shape = base64.b64encode(last_edge.tobytes()).decode(), list(last_edge.shape)
         return motion
 
     def _carried_edge(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """The last frame of the window before (its edge print), when this window has not
         started yet and the picture size is the same."""
         st = self.state
-        if self.previous_small is not None or st.edge_print is None or st.prev_level is None or st.edge_shape != tuple(shape):
+        if self.previous_small is not None or st.edge_print is None or st.prev_level is None or st.edge_shape != list(shape):
             return None
         return np.frombuffer(base64.b64decode(st.edge_print), dtype=np.uint8).reshape(shape)
 
