@@ -288,7 +288,7 @@ def _open_window(window: _Window) -> av.container.InputContainer | None:
         window.bounds.run_to_end(report.end_s)
     # Segments start on keyframes: those overlapping the window hold its first keyframe, and
     # its data ends where the next window's first keyframe is.
-    segments = hls.segments_for(playlist, window.start_s, window.end_s, 0.0)
+    segments = hls.segments_for(playlist, window.start_s, window.end_s)
     if not segments and media.live and playlist.segments:
         return None
     return open_source(source, settings=window.settings, segments=segments)
@@ -304,10 +304,18 @@ class _Bounds:
         self.nominal_start, self.nominal_end = start_s, end_s
         self.to_end, self.align = to_end, align
         # Not aligned (the per-second baseline of bench/): decoded from the keyframe before, cut at the nominal times.
-        self.start: float | None = start_s if from_start or not video or not align else None
-        self.end: float | None = end_s if not video and not to_end else (math.inf if to_end else None)
+        self.start: float | None = start_s if from_start or not align else None
+        self.end: float | None = math.inf if to_end else None
         self.held: av.Packet | None = None  # the next window's first keyframe, decoded only as a reference
         self.video_done = False
+        if not video:
+            self.without_video()
+
+    def without_video(self) -> None:
+        """No picture to align on: the window is its nominal span."""
+        self.video_done = True
+        self.start = self.nominal_start if self.start is None else self.start
+        self.end = self.nominal_end if self.end is None else self.end
 
     def video_packet(self, packet: av.Packet, t: float | None) -> list[av.Packet]:
         """The packets to decode now, given the next video packet (`t`: its time on the timeline)."""
@@ -330,7 +338,7 @@ class _Bounds:
             self.end = t  # the next window's first keyframe
             self.held = packet
             return []
-        if self.end is not None and not self.to_end and t is not None and t >= self.end - 1e-6 and self.held is None:
+        if self.end is not None and t is not None and t >= self.end - 1e-6:
             # After the leading pictures: the next window's own.
             self.video_done = True
             return []
@@ -354,7 +362,7 @@ class _Bounds:
         if self.start is None:
             self.start = max(self.nominal_start, fallback)
         if self.to_end or not self.align:
-            self.start, self.end = (self.start if self.align else self.nominal_start), max(self.nominal_end, self.start)
+            self.end = max(self.nominal_end, self.start)
         elif self.end is None:
             self.end = max(self.start, fallback)
 
@@ -375,6 +383,7 @@ class _Window:
         )
         self.errors = _DecodeErrors(self.report, self.bounds, t0=media.start_offset_s)
         self.data_end: float | None = None  # the end of the last frame read
+        self.sound: _AudioCut | None = None
 
     def chunks(self) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
         container = _open_window(self)
@@ -456,11 +465,8 @@ class _Window:
     ) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
         pictures = _VideoCut(self, video.codec_context) if video is not None else None
         self.sound = _AudioCut(self) if audio is not None else None
-        if video is None:  # no picture to align on: the window is its nominal span
-            self.bounds.video_done = True
-            self.bounds.start = self.start_s if self.bounds.start is None else self.bounds.start
-            if self.bounds.end is None:
-                self.bounds.end = self.end_s
+        if video is None:
+            self.bounds.without_video()
         t0 = self.media.start_offset_s
         for frame in self._frames(container, [s for s in (video, audio) if s is not None]):
             if frame.time is None:

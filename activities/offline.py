@@ -48,18 +48,19 @@ def window_requests(
 ) -> list[WindowRequest]:
     """The windows of a file, as the workflow cuts them, with no carried state yet."""
     total = windows_total(media.duration_s, window_s)
+    spans = [nominal_span(index, total, media.duration_s, window_s) for index in range(total)]
     return [
         WindowRequest(
             stream_id=stream_id,
             source=source,
             index=index,
-            start_s=nominal_span(index, total, media.duration_s, window_s)[0],
-            end_s=nominal_span(index, total, media.duration_s, window_s)[1],
+            start_s=start_s,
+            end_s=end_s,
             is_last=index == total - 1,
             media=media,
             detectors=detectors or [],
             options=options or {},
             results=results,
         )
-        for index in range(total)
+        for index, (start_s, end_s) in enumerate(spans)
     ]

@@ -175,10 +175,9 @@ def _program_date(value: str) -> float | None:
         return None  # an unreadable date: the segment stays where its EXTINFs put it
 
 
-def segments_for(playlist: Playlist, start_s: float, end_s: float, preroll_s: float) -> list[HlsSegment]:
-    """The segments overlapping [start_s - preroll_s, end_s) on the nominal timeline."""
-    begin = max(0.0, start_s - preroll_s)
-    return [s for s in playlist.segments if s.end_s > begin and s.start_s < end_s]
+def segments_for(playlist: Playlist, start_s: float, end_s: float) -> list[HlsSegment]:
+    """The segments overlapping [start_s, end_s) on the nominal timeline."""
+    return [s for s in playlist.segments if s.end_s > start_s and s.start_s < end_s]
 
 
 class SegmentStream(io.RawIOBase):
