@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="gop: the long- and short-GOP real encodes, in one run (all: real and 1080p)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measure; the fastest counts")
     parser.add_argument("--by-detector", action="store_true",
-                        help="instead: where our CPU goes, detector by detector (results/speed-detectors.json)")
+                        help="instead: where our CPU goes, detector by detector (results/speed-detectors[-gop].json)")
     args = parser.parse_args(argv)
     if "VQA_DECODE_THREADS" not in os.environ:
         DECODER_THREADS.fixed = 1  # one decoder thread, against `ffmpeg -threads 1`
@@ -228,10 +228,11 @@ def main(argv: list[str] | None = None) -> None:
         found = [by_detector(clips[name]()) for name in chosen]
         _print_by_detector(found)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "speed-detectors.json").write_text(json.dumps(
+        out = RESULTS / ("speed-detectors-gop.json" if args.clip == "gop" else "speed-detectors.json")
+        out.write_text(json.dumps(
             {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
              "python": platform.python_version(), "rows": found}, indent=2))
-        print(f"written: {RESULTS / 'speed-detectors.json'}")
+        print(f"written: {out}")
         return
     rows = [measure(clips[name](), args.repeat) for name in chosen]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}"
