@@ -1,7 +1,7 @@
 """Start (or attach to) the monitoring workflow of one stream; inspect and stop streams.
 
     python starter.py SOURCE [--wait [--json]] [--dev] [--stream-id ID]
-                             [--window-seconds S] [--detectors a,b] [--set det.option=value]
+                             [--window-seconds S] [--parallel N] [--detectors a,b] [--set det.option=value]
                              [--group QUEUE=det,det]
                              [--results DIR|s3://bucket/prefix|none]
 

@@ -249,6 +249,7 @@ def decode_window(
     end_s: float,
     is_last: bool = False,
     align: bool = True,
+    audio_warm_up_s: float = 0.0,
     heartbeat: Callable[[float], None] = lambda position: None,
     settings: Settings | None = None,
 ) -> tuple[Iterator[VideoChunk | AudioChunk | DecodeErrorChunk], DecodeReport]:
@@ -261,11 +262,14 @@ def decode_window(
     chunk iterator and a report filled in as it runs (its start_s/span_end_s: the window found).
     `align=False`: [start_s, end_s) exactly, decoded from the keyframe before it (what a
     per-second media converter does; bench/'s baseline).
+    `audio_warm_up_s`: the sound of that many seconds before the window comes first, as
+    `warm_up` chunks (audio is cheap to decode; the video before the window is still skipped).
     """
     window = _Window(
         source, media, start_s=start_s, end_s=end_s, is_last=is_last, align=align, heartbeat=heartbeat,
         settings=settings or Settings(),
     )
+    window.warm_up_s = audio_warm_up_s if start_s > 0 and media.audio is not None else 0.0
     return window.chunks(), window.report
 
 
@@ -384,6 +388,7 @@ class _Window:
         self.errors = _DecodeErrors(self.report, self.bounds, t0=media.start_offset_s)
         self.data_end: float | None = None  # the end of the last frame read
         self.sound: _AudioCut | None = None
+        self.warm_up_s = 0.0
 
     def chunks(self) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
         container = _open_window(self)
@@ -411,7 +416,7 @@ class _Window:
         # To a keyframe at or before the window: from there its packets are skipped, not
         # decoded, up to its first keyframe.
         try:
-            _seek_before(container, stream, self.media.start_offset_s + self.start_s)
+            _seek_before(container, stream, self.media.start_offset_s + max(0.0, self.start_s - self.warm_up_s))
         except av.error.FFmpegError as exc:
             raise UnreadableSourceError(f"cannot seek to {self.start_s:.3f}s in {self.source}: {exc.strerror}") from exc
 
@@ -535,7 +540,9 @@ class _AudioCut:
 
     def __init__(self, window: _Window) -> None:
         self.report, self.t0, self.bounds = window.report, window.media.start_offset_s, window.bounds
+        self.warm_up_s = window.warm_up_s
         self.buffer: _AudioBuffer | None = None
+        self.warm_up: _AudioBuffer | None = None  # the samples before the window, when asked for
         self.waiting: list[tuple[np.ndarray, float, int]] = []
         self.resampler = av.AudioResampler(format="fltp")
         self.done = False
@@ -546,7 +553,7 @@ class _AudioCut:
             if converted.time is not None:
                 t = float(converted.time) - self.t0
             samples, rate = converted.to_ndarray(), converted.sample_rate
-            if t + samples.shape[1] / rate > self.bounds.nominal_start - 1e-6:  # else before any start it may have
+            if t + samples.shape[1] / rate > self.bounds.nominal_start - self.warm_up_s - 1e-6:  # else before any start it may have
                 self.waiting.append((samples, t, rate))
             t += samples.shape[1] / rate
         yield from self._release()
@@ -556,7 +563,10 @@ class _AudioCut:
         if self.bounds.start is None and not final:
             return
         if self.buffer is None:
-            self.buffer = _AudioBuffer(start_s=self.bounds.cut()[0], end_s=math.inf)
+            start = self.bounds.cut()[0]
+            self.buffer = _AudioBuffer(start_s=start, end_s=math.inf)
+            if self.warm_up_s > 0:
+                self.warm_up = _AudioBuffer(start_s=start - self.warm_up_s, end_s=start)
         if self.bounds.end is not None:
             self.buffer.end_s = self.bounds.cut()[1]
         while self.waiting:
@@ -564,12 +574,26 @@ class _AudioCut:
             if self.bounds.end is None and not final and t + samples.shape[1] / rate > self.bounds.nominal_end:
                 return  # may lie past the window's end, not known yet
             self.waiting.pop(0)
+            if self.warm_up is not None:
+                yield from self._warm_up(samples, t, rate)
             yield from self._counted(self.buffer.add(samples, t, rate))
         if self.buffer.done:
             self.done = True
 
+    def _warm_up(self, samples: np.ndarray | None, t: float, rate: int) -> Iterator[AudioChunk]:
+        """The samples before the window, all of them before any of the window's own (None: no more)."""
+        assert self.warm_up is not None
+        chunks = self.warm_up.add(samples, t, rate) if samples is not None else []
+        if samples is None or self.warm_up.done or t + samples.shape[1] / rate >= self.warm_up.end_s:
+            chunks += self.warm_up.flush()
+            self.warm_up = None
+        for chunk in chunks:
+            yield AudioChunk(start_s=chunk.start_s, sample_rate=chunk.sample_rate, samples=chunk.samples, warm_up=True)
+
     def flush(self) -> Iterator[AudioChunk]:
         yield from self._release(final=True)
+        if self.warm_up is not None:
+            yield from self._warm_up(None, 0.0, 1)
         if self.buffer is not None:
             yield from self._counted(self.buffer.flush())
 

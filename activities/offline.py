@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vqa.contracts import Defect, MediaInfo, StreamProgress, WindowRequest
-from vqa.stitch import apply_window, report_defects
+from vqa.stitch import apply_window, report_defects, stitch_window
 from vqa.windows import nominal_span, windows_total
 
 from .decode import probe
@@ -24,16 +24,37 @@ def analyse_file(
     detectors: list[str] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     media: MediaInfo | None = None,
+    self_contained: bool = False,
 ) -> list[Defect]:
+    """The file's defects. `self_contained`: each window analysed on its own, then stitched,
+    as the workflow does with parallel windows (here one after another, in any order)."""
+    progress = analyse(path, window_s=window_s, detectors=detectors, options=options, media=media,
+                       self_contained=self_contained)
+    return report_defects(progress, position_s=progress.media.duration_s)
+
+
+def analyse(
+    path: Path | str,
+    *,
+    window_s: float = 10.0,
+    detectors: list[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    media: MediaInfo | None = None,
+    self_contained: bool = False,
+) -> StreamProgress:
+    """The whole analysis of a file: every window applied, as the workflow's progress at its end."""
     source = str(path)
     media = media or probe(source)
     progress = StreamProgress(media=media)
     for window in window_requests(source, media, window_s, detectors=detectors, options=options):
-        result = analyze_window(
-            window.model_copy(update={"states": progress.states, "open_event_ids": [e.id for e in progress.open_events]})
-        )
+        if self_contained:
+            result = stitch_window(progress, analyze_window(window.model_copy(update={"self_contained": True})))
+        else:
+            result = analyze_window(
+                window.model_copy(update={"states": progress.states, "open_event_ids": [e.id for e in progress.open_events]})
+            )
         apply_window(progress, result)
-    return report_defects(progress, position_s=media.duration_s)
+    return progress
 
 
 def window_requests(

@@ -18,7 +18,9 @@ from temporalio.exceptions import ApplicationError, CancelledError
 import detectors
 from detectors import AudioChunk, VideoChunk, WindowContext, WindowSpan
 from detectors.base import DecodeErrorChunk
-from vqa.contracts import MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult
+from vqa.contracts import (
+    DefectEvent, MediaInfo, ProbeRequest, WindowMetrics, WindowRequest, WindowResult, event_id,
+)
 from vqa.settings import Settings
 
 from .evidence import EvidenceRecorder, attach_evidence
@@ -72,14 +74,18 @@ def analyze_window(request: WindowRequest, *, settings: Settings | None = None) 
     evidence only where the request names a location.
     """
     settings = settings or Settings()
-    context = WindowContext(span=WindowSpan(start_s=request.start_s, end_s=request.end_s, is_last=request.is_last))
+    context = WindowContext(
+        span=WindowSpan(start_s=request.start_s, end_s=request.end_s, is_last=request.is_last),
+        self_contained=request.self_contained,
+    )
     active = _detectors_for(request, context)
     location = results_location(request.results, settings) if request.results is not None or activity.in_activity() else None
     recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
     try:
+        warm_up = max((d.audio_warm_up_s for d in active.values()), default=0.0) if request.self_contained else 0.0
         chunks, report = decode_window(
             request.source, request.media, start_s=request.start_s, end_s=request.end_s, is_last=request.is_last,
-            heartbeat=_Heartbeat(), settings=settings,
+            audio_warm_up_s=warm_up, heartbeat=_Heartbeat(), settings=settings,
         )
         _feed(chunks, report, active, context, recorder)
     except (UnreadableSourceError, SourceUnavailableError) as exc:
@@ -92,9 +98,9 @@ def analyze_window(request: WindowRequest, *, settings: Settings | None = None) 
         is_last=request.is_last or report.stream_ended,
     )
     result = _result(request, context.span, report, active, notify_targets=has_notify_targets(settings))
-    if recorder and location and result.events:
-        attach_evidence(result.events, recorder, location=location, stream_id=request.stream_id,
-                        already_reported=set(request.open_event_ids), settings=settings)
+    if recorder and location and (result.events or result.edges):
+        attach_evidence(result.events + _first_seen_here(result), recorder, location=location,
+                        stream_id=request.stream_id, already_reported=set(request.open_event_ids), settings=settings)
     store_window(request, result, settings=settings)  # the window's one write to the results location
     _record_metrics(request, result)
     return result
@@ -134,6 +140,10 @@ def _feed(
                 detector.feed_video(chunk)
             if recorder:
                 recorder.add_video(chunk)
+        elif isinstance(chunk, AudioChunk) and chunk.warm_up:
+            for detector in audio_detectors:
+                if detector.audio_warm_up_s > 0:
+                    detector.feed_audio(chunk)
         elif isinstance(chunk, AudioChunk):
             if recorder:
                 recorder.add_audio(chunk)
@@ -159,10 +169,23 @@ def _result(
     for name, detector in active.items():
         output = detector.finish()
         result.events.extend(output.events)
+        result.edges.extend(output.edges)
+        result.gating = output.gating or result.gating
         result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
-        result.states[name] = output.state
+        if not request.self_contained:
+            result.states[name] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
     return result
+
+
+def _first_seen_here(result: WindowResult) -> list[DefectEvent]:
+    """The runs at a self-contained window's end that begin in it: their start, and so their
+    event's id and evidence, are this window's (the stitch keeps their details)."""
+    return [
+        DefectEvent(id=event_id(e.defect.kind, e.defect.track, e.defect.start_s), phase="opened", defect=e.defect)
+        for e in result.edges
+        if not e.at_start
+    ]
 
 
 class _Heartbeat:

@@ -71,6 +71,10 @@ def _add_start(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev", action="store_true", help="start a local Temporal dev server and a worker if none run")
     p.add_argument("--stream-id", help="the stream's id (default: from SOURCE's file name)")
     p.add_argument("--window-seconds", type=float, default=10.0, help="window length in seconds (default 10)")
+    p.add_argument(
+        "--parallel", type=int, default=4, metavar="N",
+        help="windows of a file or VOD playlist analysed at once, on any workers (default 4; live: always 1)",
+    )
     p.add_argument("--detectors", help="comma-separated detectors to run (default: all): " + ",".join(detectors.REGISTRY))
     p.add_argument("--set", action="append", metavar="DET.OPTION=VALUE", help="a detector option, repeatable")
     p.add_argument(

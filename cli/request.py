@@ -73,6 +73,7 @@ def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
             detector_groups=groups,
             options=options,
             windows_per_run=args.windows_per_run,
+            parallel=args.parallel,
             results=_normalise_results(args.results),
             notify_url=args.notify,
         )

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 import numpy as np
 from pydantic import Field
 
-from vqa.contracts import DefectEvent, Track
+from vqa.contracts import DefectEvent, Gating, RunEdge, Track
 
 from .models import DetectorOptions, DetectorState
 from .runs import Reduce, RunState, RunTracker
@@ -90,11 +90,16 @@ class VideoChunk:
 
 @dataclass(frozen=True)
 class AudioChunk:
-    """Consecutive samples of one window: `samples` is (channels, n) float32 in [-1, 1]."""
+    """Consecutive samples of one window: `samples` is (channels, n) float32 in [-1, 1].
+
+    `warm_up`: samples from just before a self-contained window, for the detectors whose
+    measure needs a few seconds of history (loudness) to start where it would have been.
+    """
 
     start_s: float
     sample_rate: int
     samples: np.ndarray
+    warm_up: bool = False
 
 
 _AUDIO_GAP_S = 0.1  # a jump in sample times larger than this breaks the stream
@@ -137,6 +142,8 @@ class DetectorOutput:
     events: list[DefectEvent] = field(default_factory=list)
     measures: dict[str, float] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    edges: list[RunEdge] = field(default_factory=list)  # a self-contained window's runs at its edges
+    gating: Gating | None = None  # the window's momentary loudness blocks (the loudness detector)
 
 
 @dataclass
@@ -145,6 +152,9 @@ class WindowContext:
     that several detectors need (so a measure is computed once per window)."""
 
     span: WindowSpan
+    # Analysed alongside other windows, without the state of the one before: runs at the
+    # window's edges are handed back as `RunEdge`s for the workflow to stitch.
+    self_contained: bool = False
     previous_luma: np.ndarray | None = None
     previous_time_s: float | None = None
     _cached_chunk: VideoChunk | None = None
@@ -214,6 +224,8 @@ class Detector(Generic[OptionsT, StateT]):
     track: ClassVar[Track]
     kind: ClassVar[str]  # the defect kind it reports: its name
     needs_both_tracks: ClassVar[bool] = False  # an "av" detector that compares the two tracks
+    # Seconds of sound before a self-contained window this detector is fed first (`warm_up` chunks).
+    audio_warm_up_s: ClassVar[float] = 0.0
     Options: ClassVar[type[DetectorOptions]]  # taken from `Detector[Options, State]`
     State: ClassVar[type[DetectorState]]
     # The runs it follows: the State field that carries each one's RunState ("": the State is
@@ -249,6 +261,8 @@ class Detector(Generic[OptionsT, StateT]):
                 state=self._run_state(key),
                 reduce=self.run_reduce,
                 report_value=self.run_value,
+                edges=context.self_contained,
+                name=key,
             )
             for key in self.runs
         }
@@ -292,18 +306,42 @@ class Detector(Generic[OptionsT, StateT]):
         """An event's value, from its run's values reduced (by default, that)."""
         return value
 
+    def edge_prints(self, edge: RunEdge) -> RunEdge:
+        """A run at the window's edge with what shows it goes on across the edge (freeze: prints of
+        the held picture); by default as it is: runs touching across an edge are one."""
+        return edge
+
+    def gating(self) -> Gating | None:
+        """The window's momentary loudness blocks (only the loudness detector counts them)."""
+        return None
+
     def finish(self) -> DetectorOutput:
         """Close the window: its runs closed (at the stream's end) or announced, its events, its
-        measures, and the state for the next window."""
+        measures, and the state for the next window (a self-contained window: its runs at the edges)."""
         self.close_window()
         span = self.context.span
         events = [
             event
             for tracker in self.trackers.values()
-            for event in tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last)
+            for event in tracker.finish(window_end_s=span.end_s, stream_ended=span.is_last, window_start_s=span.start_s)
         ]
-        events = self.window_events(events)
-        return DetectorOutput(events=events, measures=self.measures(), state=self.state.model_dump())
+        # Fragments go through `window_events` as events do (their details), then get their prints.
+        fragments = [f for tracker in self.trackers.values() for f in tracker.fragments]
+        marker = "edge#"  # no event id starts so: an event id starts with its kind
+        as_events = [
+            DefectEvent(id=f"{marker}{i}", phase="opened" if f.at_end else "closed", defect=f.defect)
+            for i, f in enumerate(fragments)
+        ]
+        processed = self.window_events(events + as_events)
+        events = [e for e in processed if not e.id.startswith(marker)]
+        edges = [
+            self.edge_prints(fragments[int(e.id[len(marker):])].model_copy(update={"defect": e.defect}))
+            for e in processed
+            if e.id.startswith(marker)
+        ]
+        return DetectorOutput(
+            events=events, measures=self.measures(), state=self.state.model_dump(), edges=edges, gating=self.gating()
+        )
 
 
 def db_to_amplitude(db: float) -> float:

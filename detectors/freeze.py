@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from vqa.contracts import DefectEvent
+from vqa.contracts import DefectEvent, RunEdge
 
 from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude
 from .black import BlackOptions, black_pictures
@@ -261,6 +261,7 @@ class FreezeDetector(Detector[FreezeOptions, FreezeState]):
         self.difference_total = 0.0
         self.difference_count = 0
         self.onset = _Onset(self.options)
+        self.first_print: str | None = None  # a self-contained window: its first picture, the first reference
 
     def _start(self) -> None:
         # The frame before the window stands in for the reference: during a freeze it
@@ -313,6 +314,8 @@ class FreezeDetector(Detector[FreezeOptions, FreezeState]):
                     active[i], starts[i], self.previous_active = True, self.reference_time, True
                     continue
             if self.reference is None or self.reference.shape != frame.shape:
+                if self.context.self_contained and previous is None:  # the window's first picture
+                    self.first_print = _encode_print(frame)
                 self.reference, self.reference_time = frame, t
                 self.previous_active = False
                 continue
@@ -403,6 +406,15 @@ class FreezeDetector(Detector[FreezeOptions, FreezeState]):
 
     def window_events(self, events: list[DefectEvent]) -> list[DefectEvent]:
         return self._programme_details(events)
+
+    def edge_prints(self, edge: RunEdge) -> RunEdge:
+        """A freeze at the window's start held its first picture; one at its end, the reference:
+        the stitch joins two only when the pictures match, as a freeze within a window does."""
+        return edge.model_copy(update={
+            "start_print": self.first_print if edge.at_start else None,
+            "end_print": self.state.reference_print if edge.at_end else None,
+            "print_tolerance": self.options.refresh_max_mafd,
+        })
 
     def measures(self) -> dict[str, float]:
         if not self.difference_count:

@@ -30,7 +30,8 @@ from functools import cached_property, lru_cache
 import numpy as np
 from pydantic import Field, model_validator
 
-from vqa.contracts import DefectEvent
+from vqa.contracts import DefectEvent, Gating
+from vqa.gating import integrated_lufs
 
 from .base import AudioChunk, AudioStreamState, Detector, DetectorOptions
 from .models import Decibels, Seconds
@@ -194,24 +195,6 @@ def _filters(sample_rate: int) -> tuple[_Biquad, _Biquad]:
     return _Biquad(b1, a1, _FILTER_BLOCK), _Biquad(b2, a2, _FILTER_BLOCK)
 
 
-def integrated_lufs(histogram: list[int], *, first_bin: int = 0) -> float | None:
-    """Gated integrated loudness (BS.1770-4) from a histogram of momentary blocks; None if all are gated out.
-
-    Each bin's blocks count at the bin's centre, as in libebur128's histogram mode:
-    at most 0.05 LU off.
-    """
-    counts = np.asarray(histogram, dtype=np.float64)
-    if not counts.sum():
-        return None
-    bins = first_bin + np.arange(counts.size)
-    energies = _lufs_to_energy(_HIST_LOW_LUFS + (bins + 0.5) * _HIST_STEP_LU)
-    gate = float(_energy_to_lufs((counts * energies).sum() / counts.sum())) + _RELATIVE_GATE_LU
-    kept = energies > _lufs_to_energy(gate)
-    if not kept.any():
-        return None
-    return float(_energy_to_lufs((counts[kept] * energies[kept]).sum() / counts[kept].sum()))
-
-
 @dataclass(frozen=True)
 class _History:
     """Recent and new 100 ms blocks of one measurement: energy, count since its start, end time."""
@@ -261,13 +244,23 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
     name = "loudness"
     track = "audio"
     runs = ("too_loud", "too_quiet")
+    # A self-contained window hears the 4 s before it first: the filters settle, and its first
+    # short-term values (3 s) and the runs they open are those of windows analysed in a row.
+    audio_warm_up_s = 4.0
 
     def open_window(self) -> None:
+        self.warming = False
+        self.window_bins: list[np.ndarray] = []  # this window's gated momentary blocks, by bin
         self.momentary_max = -math.inf
         self.short_term_max = -math.inf
         self.short_term_min = math.inf
 
     def feed_audio(self, chunk: AudioChunk) -> None:
+        if chunk.warm_up and not self.warming:
+            chunk = self._on_grid(chunk)
+        elif self.warming and not chunk.warm_up:
+            self._warmed(chunk.start_s)
+        self.warming = chunk.warm_up
         channels, n = chunk.samples.shape
         if n == 0:
             return
@@ -303,6 +296,27 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
         else:
             st.block_fill += n
             st.block_sums = (np.asarray(st.block_sums) + square.sum(axis=1)).tolist()
+
+    @staticmethod
+    def _on_grid(chunk: AudioChunk) -> AudioChunk:
+        """The warm-up from its first sample on the 100 ms grid of the stream's timeline (0 s on
+        it): its blocks are those of windows analysed in a row from the stream's start."""
+        rate = chunk.sample_rate
+        first = round(chunk.start_s * rate)
+        skip = (-(-first * _BLOCKS_PER_S // rate) * rate) // _BLOCKS_PER_S - first
+        return AudioChunk(start_s=chunk.start_s + skip / rate, sample_rate=rate, samples=chunk.samples[:, skip:], warm_up=True)
+
+    def _warmed(self, start_s: float) -> None:
+        """The window proper begins at `start_s`: what the warm-up found belongs to the window
+        before, but a run still going goes on here from the window's start (the stitch joins it)."""
+        for tracker in self.trackers.values():
+            tracker.events.clear()
+            tracker.first_run = None
+            tracker.first_s = start_s
+            st = tracker.state
+            if st.open_start_s is not None:
+                st.open_start_s, st.value_total, st.value_count, st.announced = start_s, 0.0, 0, False
+        self.momentary_max, self.short_term_max, self.short_term_min = -math.inf, -math.inf, math.inf
 
     def _restart(self, chunk: AudioChunk) -> None:
         """Start measuring afresh: a new stream, a gap in the samples, or a format change."""
@@ -357,8 +371,9 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
 
     def _count_blocks(self, bins: np.ndarray) -> None:
         """Add momentary blocks to the histogram, which covers only the bins used so far."""
-        if not bins.size:
+        if not bins.size or self.warming:
             return
+        self.window_bins.append(bins)
         st = self.state
         low, high = int(bins.min()), int(bins.max())
         if st.histogram:
@@ -411,9 +426,22 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
             ("too_loud", "above", self.options.max_lufs),
             ("too_quiet", "below", self.options.min_lufs),
         ):
-            for event in self.trackers[key].events:
-                event.defect.details.update(direction=direction, limit_lufs=limit)
+            tracker = self.trackers[key]
+            for defect in [e.defect for e in tracker.events] + [f.defect for f in tracker.fragments]:
+                defect.details.update(direction=direction, limit_lufs=limit)
         return sorted(events, key=lambda e: e.defect.start_s)
+
+    def close_window(self) -> None:
+        if self.warming:  # a warm-up and then nothing of the window's own
+            self._warmed(self.context.span.start_s)
+            self.warming = False
+
+    def gating(self) -> Gating | None:
+        if not self.window_bins:
+            return None
+        bins = np.concatenate(self.window_bins)
+        low = int(bins.min())
+        return Gating(first_bin=low, counts=np.bincount(bins - low).tolist())
 
     def measures(self) -> dict[str, float]:
         measures: dict[str, float] = {}

@@ -13,7 +13,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
-from vqa.contracts import Defect, DefectEvent, Track
+from vqa.contracts import Defect, DefectEvent, RunEdge, Track, event_id
 
 from .models import DetectorState
 
@@ -44,12 +44,16 @@ def find_runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
-def event_id(kind: str, track: str, start_s: float) -> str:
-    return f"{kind}:{track}:{round(start_s * 1000)}"
+_EDGE_TOLERANCE_S = 1e-3  # a run starting this near the window's first observation touches its start
 
 
 class RunTracker:
-    """Follows one condition through a window and emits opened/closed events."""
+    """Follows one condition through a window and emits opened/closed events.
+
+    With `edges` (a self-contained window, analysed alongside others without the state of
+    the window before it), a run touching the window's start or still open at its end is not
+    an event but a `RunEdge`, whatever its length: the workflow stitches them in window order.
+    """
 
     def __init__(
         self,
@@ -60,6 +64,8 @@ class RunTracker:
         state: RunState,
         reduce: Reduce = "mean",
         report_value: Callable[[float], float] | None = None,
+        edges: bool = False,
+        name: str = "",
     ) -> None:
         self.kind = kind
         self.track = track
@@ -68,6 +74,16 @@ class RunTracker:
         self.reduce = reduce
         self.report_value = report_value
         self.events: list[DefectEvent] = []
+        self.edges = edges
+        self.name = name
+        self.first_s: float | None = None  # the window's first observation of the condition
+        self.first_run: tuple[DefectEvent, RunState] | None = None  # edges: the window's first closed run
+        self.fragments: list[RunEdge] = []
+
+    def seen(self, t: float) -> None:
+        """The condition was observed at `t` (the first call marks the window's first observation)."""
+        if self.first_s is None:
+            self.first_s = t
 
     @property
     def is_open(self) -> bool:
@@ -90,14 +106,20 @@ class RunTracker:
         """The condition stopped holding at `at_s`: close the open run there."""
         if self.state.open_start_s is None:
             return
-        if at_s - self.state.open_start_s >= self.min_duration_s - 1e-9:
+        if self.edges and self.first_run is None:
+            # Whether it touches the window's start is settled at the window's end.
+            self.first_run = (self._event("closed", at_s), self.state.model_copy())
+        elif at_s - self.state.open_start_s >= self.min_duration_s - 1e-9:
             self.events.append(self._event("closed", at_s))
         self.state.open_start_s = self.state.last_active_s = None
         self.state.value_total, self.state.value_count, self.state.announced = 0.0, 0, False
 
-    def finish(self, *, window_end_s: float, stream_ended: bool) -> list[DefectEvent]:
-        """Close the window: an open run is closed at the stream's end, or announced once long enough."""
+    def finish(self, *, window_end_s: float, stream_ended: bool, window_start_s: float | None = None) -> list[DefectEvent]:
+        """Close the window: an open run is closed at the stream's end, or announced once long enough
+        (with `edges`: runs at the window's edges become `fragments`)."""
         st = self.state
+        if self.edges:
+            return self._finish_edges(window_end_s, stream_ended, window_start_s)
         if st.open_start_s is not None:
             if stream_ended:
                 self.inactive(window_end_s)
@@ -107,6 +129,33 @@ class RunTracker:
                 st.announced = True
                 self.events.append(self._event("opened", st.last_active_s))
         return self.events
+
+    def _finish_edges(self, window_end_s: float, stream_ended: bool, window_start_s: float | None) -> list[DefectEvent]:
+        first = self.first_s if self.first_s is not None else window_start_s
+        if stream_ended:
+            self.inactive(window_end_s)
+        if self.first_run is not None:
+            event, run = self.first_run
+            if first is not None and event.defect.start_s <= first + _EDGE_TOLERANCE_S:
+                self.fragments.append(self._edge(event, run, at_start=True, at_end=False))
+            elif event.defect.duration_s >= self.min_duration_s - 1e-9:
+                self.events.insert(0, event)
+        st = self.state
+        if st.open_start_s is not None:
+            event = self._event("opened", window_end_s)
+            touches = first is not None and event.defect.start_s <= first + _EDGE_TOLERANCE_S
+            self.fragments.append(self._edge(event, st, at_start=touches, at_end=True))
+        return self.events
+
+    def _edge(self, event: DefectEvent, run: RunState, *, at_start: bool, at_end: bool) -> RunEdge:
+        total = run.value_total
+        if self.reduce == "max" and run.value_count and self.report_value:
+            total = self.report_value(total)  # a monotonic conversion: the max of the converted values
+        return RunEdge(
+            defect=event.defect, run=self.name, last_active_s=float(run.last_active_s or event.defect.end_s),
+            value_total=total, value_count=run.value_count, reduce=self.reduce,
+            min_duration_s=self.min_duration_s, at_start=at_start, at_end=at_end,
+        )
 
     def track_frames(
         self,
@@ -120,6 +169,8 @@ class RunTracker:
         `starts[i]`, when given, is where a run beginning at frame i really began
         (a freeze begins at its reference frame, one frame before the first repeat).
         """
+        if len(times):
+            self.seen(float(times[0]))
         run_starts, run_stops = find_runs(active)
         if self.is_open and (run_starts.size == 0 or run_starts[0] != 0):
             self.inactive(float(times[0]))

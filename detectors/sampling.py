@@ -53,6 +53,12 @@ class SampledDetector(Detector[SampledOptionsT, SampledStateT]):
     track = "video"
 
     def feed_video(self, chunk: VideoChunk) -> None:
+        interval = self.options.analysis_interval_s
+        if self.context.self_contained and self.state.last_slot is None and len(chunk.times) > 1 and interval > 0:
+            # Analysed without the window before: its last frame, a frame period earlier, took its
+            # slot; the slots picked are the same as when the windows are analysed in a row.
+            before = float(chunk.times[0]) - float(chunk.times[1] - chunk.times[0])
+            self.state.last_slot = int(np.floor(before / interval + 1e-6)) if before >= 0 else None
         picked, self.state.last_slot = analysis_slots(
             chunk.times, self.options.analysis_interval_s, self.state.last_slot
         )

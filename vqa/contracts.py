@@ -75,6 +75,45 @@ class DefectEvent(_Model):
     defect: Defect
 
 
+def event_id(kind: str, track: str, start_s: float) -> str:
+    """An event's stable id: its kind, track and start (ms). The same wherever windows begin."""
+    return f"{kind}:{track}:{round(start_s * 1000)}"
+
+
+class RunEdge(_Model):
+    """A run of a detector's condition that touches an edge of a self-contained window (one
+    analysed without the state of the window before it, alongside others): it may go on in the
+    window before (`at_start`) or after (`at_end`), so only the stitch, in window order, knows
+    the whole event. Runs inside a window are events; runs at its edges are these, however short.
+    """
+
+    defect: Defect = Field(description="the run as this window saw it: start and end, value, details")
+    run: str = Field("", description="which of the detector's runs (loudness: too_loud, too_quiet)")
+    last_active_s: float = Field(description="when the condition last held in this window")
+    value_total: float = Field(0.0, description="sum of the run's values (reported units for 'max')")
+    value_count: int = 0
+    reduce: Literal["mean", "max", "sum"] = "mean"
+    min_duration_s: float = 0.0
+    at_start: bool = Field(False, description="the condition held at the window's first observation")
+    at_end: bool = Field(False, description="the condition still held at the window's end")
+    start_print: str | None = Field(
+        None, description="a thumbnail of what the run holds at the window's start (freeze: the held picture)"
+    )
+    end_print: str | None = Field(None, description="the same at the window's end")
+    print_tolerance: float | None = Field(
+        None, description="prints this close (mean absolute difference, levels) show one run going on"
+    )
+    announced: bool = Field(False, description="the stitch has announced it opened (it is long enough)")
+
+
+class Gating(_Model):
+    """Momentary loudness blocks above -70 LUFS counted per 0.1 LU bin (bin i: -70 + 0.1 i LUFS):
+    the EBU R128 integrated loudness of any stretch is computed from the sum of its windows' counts."""
+
+    first_bin: int = 0
+    counts: list[int] = Field(default_factory=list)
+
+
 class WindowMetrics(_Model):
     """Per-window numbers a dashboard can plot; one value per measure, never per frame."""
 
@@ -109,6 +148,11 @@ class WindowRequest(_Model):
     open_event_ids: list[str] = Field(
         default_factory=list, description="events earlier windows reported opened: their evidence is already written"
     )
+    self_contained: bool = Field(
+        default=False,
+        description="analysed without the window before it (no carried state), alongside other windows: runs "
+        "touching its edges come back as `edges` for the workflow to stitch",
+    )
 
 
 class WindowResult(_Model):
@@ -120,6 +164,8 @@ class WindowResult(_Model):
     events: list[DefectEvent] = Field(default_factory=list)
     metrics: WindowMetrics = Field(default_factory=WindowMetrics)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    edges: list[RunEdge] = Field(default_factory=list, description="a self-contained window's runs at its edges")
+    gating: Gating | None = Field(default=None, description="this window's momentary loudness blocks, for the stream's")
     notify_targets: bool = Field(
         default=True,
         description="the analysing worker has a notification target of its own (VQA_NOTIFY_URL or "
@@ -145,6 +191,10 @@ class StreamProgress(_Model):
     defects: list[Defect] = Field(default_factory=list)
     open_events: list[DefectEvent] = Field(default_factory=list)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pending_runs: list[RunEdge] = Field(
+        default_factory=list, description="runs still going at the end of the last window stitched (parallel windows)"
+    )
+    gating: Gating = Field(default_factory=Gating)
     stop_requested: bool = False
     notify_targets: bool = True  # as the last window's worker said (WindowResult.notify_targets)
 
@@ -157,6 +207,13 @@ class StreamRequest(_Model):
     window_seconds: float = Field(default=10.0, gt=0, le=600)
     detectors: list[str] = Field(default_factory=list)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    parallel: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="windows of a file or VOD playlist analysed at once (a live stream: always 1); the report "
+        "is the same whatever it is",
+    )
     windows_per_run: int = Field(
         default=500,
         ge=1,
@@ -284,6 +341,9 @@ class StreamReport(_Model):
         "window, on a keyframe (a stopped or failed stream's is short of its duration)",
     )
     defects: list[Defect] = Field(default_factory=list)
+    loudness_integrated_lufs: float | None = Field(
+        default=None, description="EBU R128 integrated loudness of what was analysed (None: no audio, or all gated out)"
+    )
     runs: int = Field(default=1, description="workflow runs the analysis took (it continues-as-new on long streams)")
     results_uri: str | None = Field(default=None, description="where this report was written (None: not written)")
     report_html_uri: str | None = Field(

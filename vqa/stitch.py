@@ -7,7 +7,10 @@ one becomes one defect.
 
 from __future__ import annotations
 
-from .contracts import Defect, DefectEvent, StreamProgress, WindowResult
+import base64
+
+from . import gating
+from .contracts import Defect, DefectEvent, EventPhase, RunEdge, StreamProgress, WindowResult, event_id
 
 
 def apply_window(progress: StreamProgress, result: WindowResult) -> None:
@@ -21,6 +24,7 @@ def apply_window(progress: StreamProgress, result: WindowResult) -> None:
             progress.defects.append(event.defect)
     progress.open_events = list(open_events.values())
     progress.states = result.states
+    progress.gating = gating.merge(progress.gating, result.gating)
     progress.next_index = result.index + 1
     progress.windows_done += 1
     progress.position_s = result.end_s
@@ -52,6 +56,8 @@ def merge_group_results(results: list[WindowResult]) -> WindowResult:
     merged = results[0].model_copy(deep=True)
     for other in results[1:]:
         merged.events.extend(other.events)
+        merged.edges.extend(other.edges)
+        merged.gating = merged.gating or other.gating
         merged.states.update(other.states)
         merged.metrics.measures.update(other.metrics.measures)
         merged.metrics.video_frames = max(merged.metrics.video_frames, other.metrics.video_frames)
@@ -63,3 +69,103 @@ def merge_group_results(results: list[WindowResult]) -> WindowResult:
             merged.live_edge_s = max(merged.live_edge_s or 0.0, other.live_edge_s)
     merged.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
     return merged
+
+
+def stitch_window(progress: StreamProgress, result: WindowResult) -> WindowResult:
+    """A self-contained window's result as if analysed after the windows before it: the runs at
+    its start join the runs still going at the end of the window before (`progress.pending_runs`,
+    updated), and each run that ends becomes one event; a run still going is announced `opened`
+    once it is long enough. Windows are stitched in order; the result returned has no edges."""
+    events = list(result.events)
+    starts = [e for e in result.edges if e.at_start]
+    followed: set[int] = set()
+    pending: list[RunEdge] = []
+    for run in progress.pending_runs:
+        follow = next((i for i, e in enumerate(starts) if i not in followed and _continues(run, e)), None)
+        if follow is None:
+            events += _closed(run)
+            continue
+        followed.add(follow)
+        joined = _join(run, starts[follow])
+        if joined.at_end:
+            pending.append(joined)
+        else:
+            events += _closed(joined)
+    for i, edge in enumerate(starts):
+        if i not in followed:
+            if edge.at_end:
+                pending.append(edge)
+            else:
+                events += _closed(edge)
+    pending += [e for e in result.edges if e.at_end and not e.at_start]
+    for i, run in enumerate(pending):
+        if not run.announced and run.last_active_s - run.defect.start_s >= run.min_duration_s - 1e-9:
+            pending[i] = run.model_copy(update={"announced": True})
+            events.append(_event(run, "opened", run.last_active_s))
+    progress.pending_runs = pending
+    events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
+    return result.model_copy(update={"events": events, "edges": []})
+
+
+def _continues(before: RunEdge, after: RunEdge) -> bool:
+    """Is `after` (at a window's start) the run `before` (at the previous window's end) going on?"""
+    d, e = before.defect, after.defect
+    if (d.kind, d.track, before.run) != (e.kind, e.track, after.run):
+        return False
+    if before.print_tolerance is None:
+        return True
+    if before.end_print is None or after.start_print is None:
+        return False  # nothing shows the same picture is held across the edge
+    a, b = base64.b64decode(before.end_print), base64.b64decode(after.start_print)
+    return len(a) == len(b) > 0 and sum(abs(x - y) for x, y in zip(a, b)) / len(a) <= before.print_tolerance
+
+
+def _join(before: RunEdge, after: RunEdge) -> RunEdge:
+    reduce = before.reduce
+    if reduce == "max":
+        total = max(before.value_total, after.value_total) if before.value_count and after.value_count else (
+            before.value_total if before.value_count else after.value_total
+        )
+    else:
+        total = before.value_total + after.value_total
+    end = after.defect.end_s
+    defect = before.defect.model_copy(
+        update={
+            "end_s": end,
+            "duration_s": round(end - before.defect.start_s, 4),
+            "details": {**after.defect.details, **before.defect.details},
+        }
+    )
+    return before.model_copy(
+        update={
+            "defect": defect,
+            "last_active_s": after.last_active_s,
+            "value_total": total,
+            "value_count": before.value_count + after.value_count,
+            "at_end": after.at_end,
+            "end_print": after.end_print,
+        }
+    )
+
+
+def _closed(run: RunEdge) -> list[DefectEvent]:
+    """The event of a run that ended (at its defect's end), if it lasted long enough."""
+    if run.defect.end_s - run.defect.start_s < run.min_duration_s - 1e-9:
+        return []
+    return [_event(run, "closed", run.defect.end_s)]
+
+
+def _event(run: RunEdge, phase: EventPhase, end_s: float) -> DefectEvent:
+    d = run.defect
+    value: float | None = None
+    if run.value_count:
+        value = run.value_total / run.value_count if run.reduce == "mean" else run.value_total
+    defect = d.model_copy(
+        update={
+            "end_s": round(end_s, 4),
+            "duration_s": round(end_s - d.start_s, 4),
+            "value": None if value is None else round(value, 6),
+            "details": dict(d.details),
+        }
+    )
+    return DefectEvent(id=event_id(d.kind, d.track, d.start_s), phase=phase, defect=defect)

@@ -33,7 +33,8 @@ with workflow.unsafe.imports_passed_through():
         WindowResult,
         WriteReportRequest,
     )
-    from vqa.stitch import apply_window, merge_group_results, report_defects
+    from vqa.stitch import apply_window, merge_group_results, report_defects, stitch_window
+    from vqa import gating
     from vqa.windows import SLIVER_S, nominal_span, windows_total
     from vqa.search_attributes import (
         DEFECT_KINDS as SA_DEFECT_KINDS,
@@ -95,25 +96,11 @@ class StreamMonitorWorkflow:
         p = self.progress
         # Histories recorded before a trailing sliver joined the last window replay as they ran.
         self.sliver_s = SLIVER_S if workflow.patched("sliver-joins-last-window") else 0.0
+        # Histories recorded before windows ran in parallel replay one window at a time.
+        parallel = 1 if p.media.live or not workflow.patched("parallel-windows") else self.request.parallel
         self._publish()
         total = self._windows_total(p.media)
-        started_at = p.next_index
-        while not p.ended and not self.stop_requested and (total is None or p.next_index < total):
-            if p.next_index - started_at >= self.request.windows_per_run or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._notifications_settled()  # pending deliveries do not survive continue-as-new
-                p.runs += 1
-                p.stop_requested = self.stop_requested
-                workflow.continue_as_new(self.request.model_copy(update={"resume": p}))
-            result = await self._analyze(p, total)
-            if result is None:
-                break  # stopped while a live window waited for media
-            p.notify_targets = result.notify_targets
-            self._notify(self._new_events(p, result))
-            apply_window(p, result)
-            if (lag := self._lag_s()) is not None:
-                p.max_lag_s = max(p.max_lag_s or 0.0, lag)
-            self._publish()
+        await self._windows(p, total, parallel)
         if p.media.live:
             p.media = p.media.model_copy(update={"duration_s": p.position_s})
         self.state = "completed" if p.ended or (total is not None and p.next_index >= total) else "stopped"
@@ -168,12 +155,62 @@ class StreamMonitorWorkflow:
             report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
             raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
-    async def _analyze(self, p: StreamProgress, total: int | None) -> WindowResult | None:
+    async def _windows(self, p: StreamProgress, total: int | None, parallel: int) -> None:
+        """Analyse windows until the stream ends or is stopped (or continue-as-new): up to `parallel`
+        in flight, each self-contained when more than one, their results applied in window order."""
+        started_at = launched = p.next_index
+        in_flight: dict[int, asyncio.Task[WindowResult | None]] = {}
+        while not p.ended and (total is None or p.next_index < total):
+            rollover = launched - started_at >= self.request.windows_per_run or workflow.info().is_continue_as_new_suggested()
+            while not (self.stop_requested or rollover) and len(in_flight) < parallel and (total is None or launched < total):
+                in_flight[launched] = asyncio.create_task(self._analyze(p, total, launched, self_contained=parallel > 1))
+                launched += 1
+            if not in_flight:
+                if self.stop_requested:
+                    return
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._notifications_settled()  # pending deliveries do not survive continue-as-new
+                p.runs += 1
+                p.stop_requested = self.stop_requested
+                workflow.continue_as_new(self.request.model_copy(update={"resume": p}))
+            task = in_flight.pop(p.next_index)
+            try:
+                result = await task
+            except ActivityError as err:
+                for other in in_flight.values():
+                    other.cancel()
+                await self._fail_window(p, total, err)
+            if result is None:
+                break  # stopped while a live window waited for media
+            self._apply(p, result)
+        for other in in_flight.values():
+            other.cancel()
+
+    def _apply(self, p: StreamProgress, result: WindowResult) -> None:
+        """Fold the next window's result in: stitched first when it was analysed on its own."""
+        if result.edges or p.pending_runs:
+            result = stitch_window(p, result)
+        p.notify_targets = result.notify_targets
+        self._notify(self._new_events(p, result))
+        apply_window(p, result)
+        if (lag := self._lag_s()) is not None:
+            p.max_lag_s = max(p.max_lag_s or 0.0, lag)
+        self._publish()
+
+    async def _fail_window(self, p: StreamProgress, total: int | None, err: ActivityError) -> None:
+        """The next window failed (after its retries): the stream fails, with a report of what was found."""
+        self.state = "failed"
+        window = self._window_request(p, total, p.next_index, self_contained=False)
+        message = f"window {window.index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
+        self._publish(self._report(error=message))
+        report = await self._store(self._report(error=message), best_effort=True)
+        raise ApplicationError(message, report, type=ANALYSIS_FAILED, non_retryable=True) from err
+
+    def _window_request(self, p: StreamProgress, total: int | None, index: int, *, self_contained: bool) -> WindowRequest:
         w = self.request.window_seconds
-        index = p.next_index
         last = total is not None and index == total - 1
         start, end = nominal_span(index, total, p.media.duration_s, w) if total is not None else (index * w, (index + 1) * w)
-        window = WindowRequest(
+        return WindowRequest(
             stream_id=self.request.stream_id,
             source=self.request.source,
             index=index,
@@ -183,41 +220,42 @@ class StreamMonitorWorkflow:
             media=p.media,
             detectors=self.request.detectors,
             options=self.request.options,
-            states=p.states,
+            states={} if self_contained else p.states,
             results=self.request.results,
-            open_event_ids=[e.id for e in p.open_events],
+            open_event_ids=[] if self_contained else [e.id for e in p.open_events],
+            self_contained=self_contained,
         )
+
+    async def _analyze(self, p: StreamProgress, total: int | None, index: int, *, self_contained: bool) -> WindowResult | None:
+        """One window's activities (one per detector group); None: stopped while a live window waited."""
+        window = self._window_request(p, total, index, self_contained=self_contained)
+        w = self.request.window_seconds
         summary = f"window {index} · {window.start_s:g}–{window.end_s:g} s"
+        handles = [
+            workflow.start_activity(
+                ANALYZE_WINDOW,
+                group_window,
+                result_type=WindowResult,
+                task_queue=group_window.group,  # None: the workflow's own task queue
+                start_to_close_timeout=timedelta(seconds=max(120.0, 30.0 * w)),
+                heartbeat_timeout=timedelta(seconds=self.request.heartbeat_timeout_s),
+                retry_policy=_RETRY,
+                summary=summary if group_window.group is None else f"{summary} · {group_window.group}",
+            )
+            for group_window in self._group_windows(window)
+        ]
+        self.windows_in_flight += handles
         try:
-            self.windows_in_flight = [
-                workflow.start_activity(
-                    ANALYZE_WINDOW,
-                    group_window,
-                    result_type=WindowResult,
-                    task_queue=group_window.group,  # None: the workflow's own task queue
-                    start_to_close_timeout=timedelta(seconds=max(120.0, 30.0 * w)),
-                    heartbeat_timeout=timedelta(seconds=self.request.heartbeat_timeout_s),
-                    retry_policy=_RETRY,
-                    summary=summary if group_window.group is None else f"{summary} · {group_window.group}",
-                )
-                for group_window in self._group_windows(window)
-            ]
-            results = []
-            for handle in self.windows_in_flight:
-                results.append(await handle)
+            results = [await handle for handle in handles]
             return merge_group_results(results)
         except ActivityError as err:
             if self.stop_requested and isinstance(err.cause, CancelledError):
                 return None
-            for handle in self.windows_in_flight:
+            for handle in handles:
                 handle.cancel()  # a group that failed fails the window: the others need not finish
-            self.state = "failed"
-            message = f"window {index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
-            self._publish(self._report(error=message))
-            report = await self._store(self._report(error=message), best_effort=True)
-            raise ApplicationError(message, report, type=ANALYSIS_FAILED, non_retryable=True) from err
+            raise
         finally:
-            self.windows_in_flight = []
+            self.windows_in_flight = [h for h in self.windows_in_flight if h not in handles]
 
     def _group_windows(self, window: WindowRequest) -> list[WindowRequest]:
         """The window as each detector group's activity sees it: its detectors and their state only.
@@ -426,6 +464,7 @@ class StreamMonitorWorkflow:
             windows=p.windows_done if p else 0,
             analysed_s=self._position() if p else None,
             defects=defects,
+            loudness_integrated_lufs=gating.integrated_lufs(p.gating.counts, first_bin=p.gating.first_bin) if p else None,
             runs=p.runs if p else 1,
             live_edge_s=p.live_edge_s if p and p.media.live else None,
             max_lag_s=p.max_lag_s if p and p.media.live else None,
