@@ -159,11 +159,13 @@ class StreamMonitorWorkflow:
         """Analyse windows until the stream ends or is stopped (or continue-as-new): up to `parallel`
         in flight, each self-contained when more than one, their results applied in window order."""
         started_at = launched = p.next_index
-        in_flight: dict[int, asyncio.Task[WindowResult | None]] = {}
+        in_flight: dict[int, list[workflow.ActivityHandle[WindowResult]]] = {}
+        def rollover() -> bool:
+            return launched - started_at >= self.request.windows_per_run or workflow.info().is_continue_as_new_suggested()
+
         while not p.ended and (total is None or p.next_index < total):
-            rollover = launched - started_at >= self.request.windows_per_run or workflow.info().is_continue_as_new_suggested()
-            while not (self.stop_requested or rollover) and len(in_flight) < parallel and (total is None or launched < total):
-                in_flight[launched] = asyncio.create_task(self._analyze(p, total, launched, self_contained=parallel > 1))
+            while not (self.stop_requested or rollover()) and len(in_flight) < parallel and (total is None or launched < total):
+                in_flight[launched] = self._start_window(p, total, launched, self_contained=parallel > 1)
                 launched += 1
             if not in_flight:
                 if self.stop_requested:
@@ -173,18 +175,19 @@ class StreamMonitorWorkflow:
                 p.runs += 1
                 p.stop_requested = self.stop_requested
                 workflow.continue_as_new(self.request.model_copy(update={"resume": p}))
-            task = in_flight.pop(p.next_index)
             try:
-                result = await task
+                result = await self._window_result(in_flight.pop(p.next_index))
             except ActivityError as err:
-                for other in in_flight.values():
-                    other.cancel()
+                for handles in in_flight.values():
+                    for handle in handles:
+                        handle.cancel()
                 await self._fail_window(p, total, err)
             if result is None:
                 break  # stopped while a live window waited for media
             self._apply(p, result)
-        for other in in_flight.values():
-            other.cancel()
+        for handles in in_flight.values():
+            for handle in handles:
+                handle.cancel()
 
     def _apply(self, p: StreamProgress, result: WindowResult) -> None:
         """Fold the next window's result in: stitched first when it was analysed on its own."""
@@ -226,8 +229,10 @@ class StreamMonitorWorkflow:
             self_contained=self_contained,
         )
 
-    async def _analyze(self, p: StreamProgress, total: int | None, index: int, *, self_contained: bool) -> WindowResult | None:
-        """One window's activities (one per detector group); None: stopped while a live window waited."""
+    def _start_window(
+        self, p: StreamProgress, total: int | None, index: int, *, self_contained: bool
+    ) -> list[workflow.ActivityHandle[WindowResult]]:
+        """Schedule one window's activities (one per detector group) now."""
         window = self._window_request(p, total, index, self_contained=self_contained)
         w = self.request.window_seconds
         summary = f"window {index} · {window.start_s:g}–{window.end_s:g} s"
@@ -245,9 +250,12 @@ class StreamMonitorWorkflow:
             for group_window in self._group_windows(window)
         ]
         self.windows_in_flight += handles
+        return handles
+
+    async def _window_result(self, handles: list[workflow.ActivityHandle[WindowResult]]) -> WindowResult | None:
+        """The window's result, its groups' merged; None: stopped while a live window waited for media."""
         try:
-            results = [await handle for handle in handles]
-            return merge_group_results(results)
+            return merge_group_results([await handle for handle in handles])
         except ActivityError as err:
             if self.stop_requested and isinstance(err.cause, CancelledError):
                 return None
