@@ -329,6 +329,11 @@ class _Bounds:
             if not (packet.is_keyframe and t is not None and t >= self.nominal_start - 1e-6):
                 return []  # before the window's first keyframe: skipped, never decoded
             self.start = t
+            if not self.to_end and t >= self.nominal_end - 1e-6:
+                # No keyframe in the nominal span (a GOP longer than the window): K(start) is
+                # K(end), the next window's first frame. This window is empty.
+                self.end, self.video_done = t, True
+                return []
             return [packet]
         if self.held is not None:
             if t is not None and t < self.end - 1e-6:  # type: ignore[operator]
