@@ -43,11 +43,13 @@ def _heavy_clip(path: Path) -> Path:
 
 
 @contextmanager
-def _worker_process(server: TemporalServer, task_queue: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _worker_process(
+    server: TemporalServer, task_queue: str, log: Path, *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             python_command("worker.py"),
-            env=server.env(task_queue, VQA_MAX_CONCURRENT_WINDOWS="1", VQA_DECODE_THREADS="1"),
+            env=env or server.env(task_queue, VQA_MAX_CONCURRENT_WINDOWS="1", VQA_DECODE_THREADS="1"),
             stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
         )
     try:
@@ -174,3 +176,60 @@ def test_streams_survive_a_temporal_server_restart(tmp_path: Path, clips: media.
     for report in reports:
         assert report.status == "completed" and report.windows == 40
         assert media.match(report.defects, media.BOUNDARY_TRUTH) == []
+
+
+async def _windows_started(handle: WorkflowHandle, count: int, timeout_s: float = 60) -> int:  # type: ignore[type-arg]
+    """Waits until `count` window activities run at once; returns how many were seen."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        started = [
+            p for p in description.raw_description.pending_activities
+            if p.activity_type.name == "analyze_window" and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        ]
+        if len(started) >= count:
+            return len(started)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never saw {count} windows in progress at once")
+
+
+def test_a_worker_killed_with_four_windows_in_flight_loses_nothing(
+    temporal_server: TemporalServer, task_queue: str, tmp_path: Path, webhook: Receiver
+) -> None:
+    clip = _heavy_clip(tmp_path / "heavy.mp4")
+    settings = temporal_server.settings(task_queue)
+
+    def request(name: str, parallel: int) -> StreamRequest:
+        return StreamRequest(
+            stream_id=f"{name}-{uuid.uuid4().hex[:8]}", source=str(clip), window_seconds=5.0, heartbeat_timeout_s=3.0,
+            notify_url=webhook.url, parallel=parallel,
+        )
+
+    async def scenario() -> tuple[StreamReport, StreamReport, list[int]]:
+        client = await connect(settings)
+        faulted = await start_stream(client, task_queue, request("killed-4", 4))
+        env = temporal_server.env(task_queue, VQA_MAX_CONCURRENT_WINDOWS="4", VQA_DECODE_THREADS="1")
+        with _worker_process(temporal_server, task_queue, tmp_path / "first.log", env=env) as first:
+            assert await _windows_started(faulted, 4) == 4
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+        with _worker_process(temporal_server, task_queue, tmp_path / "second.log", env=env):
+            report = await faulted.result()
+            clean = await (await start_stream(client, task_queue, request("clean-1", 1))).result()
+        attempts = []
+        async for event in faulted.fetch_history_events():
+            if event.HasField("activity_task_started_event_attributes"):
+                attempts.append(event.activity_task_started_event_attributes.attempt)
+        return report, clean, attempts
+
+    report, clean, attempts = run_async(scenario())
+    assert report.status == clean.status == "completed"
+    assert report.windows == clean.windows == 6
+    assert media.without_evidence(report.defects) == media.without_evidence(clean.defects), "same defects, none lost or doubled"
+    assert [(d.kind, round(d.start_s), round(d.end_s)) for d in report.defects] == [("black", 4, 9), ("silence", 16, 21)]
+    assert sum(1 for a in attempts if a == 2) == 4, f"the four windows in flight ran again, once each: {attempts}"
+
+    def of(stream_id: str) -> list[str]:
+        return sorted(n.removeprefix(stream_id + "/") for n in webhook.ids() if n.startswith(stream_id + "/"))
+
+    assert of(report.stream_id) == of(clean.stream_id) and len(of(report.stream_id)) == 4, webhook.ids()
