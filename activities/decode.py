@@ -292,7 +292,7 @@ def _open_window(window: _Window) -> av.container.InputContainer | None:
         window.bounds.run_to_end(report.end_s)
     # Segments start on keyframes: those overlapping the window hold its first keyframe, and
     # its data ends where the next window's first keyframe is.
-    segments = hls.segments_for(playlist, window.start_s, window.end_s)
+    segments = hls.segments_for(playlist, max(0.0, window.start_s - window.warm_up_s), window.end_s)
     if not segments and media.live and playlist.segments:
         return None
     return open_source(source, settings=window.settings, segments=segments)

@@ -93,6 +93,20 @@ def store_window(request: WindowRequest, result: WindowResult, *, settings: Sett
     _write(uri, result.model_dump_json().encode(), settings)
 
 
+def _remove_unused_evidence(location: str, stream_id: str, event_ids: list[str], settings: Settings) -> None:
+    """Evidence of runs that began in a window analysed on its own and were too short to be a
+    defect once stitched: nothing links it, so it goes."""
+    from .evidence import evidence_name  # evidence imports this module
+
+    for event_id in dict.fromkeys(event_ids):
+        track = event_id.split(":")[1] if event_id.count(":") >= 2 else "video"
+        uri = evidence_uri(location, stream_id, evidence_name(event_id, track))
+        try:
+            store.store_for(uri, settings).delete(uri)
+        except (UnreadableSourceError, SourceUnavailableError) as exc:
+            raise _application_error(exc) from exc
+
+
 def store_evidence(uri: str, body: bytes, *, content_type: str, settings: Settings | None = None) -> None:
     """One defect's evidence (a small JPEG or WAV), beside the stream's results."""
     _write(uri, body, settings if settings is not None else Settings(), content_type=content_type)
@@ -108,6 +122,7 @@ def write_report(request: WriteReportRequest, *, settings: Settings | None = Non
     stream_id = request.report.stream_id
     uri, html_uri = report_uri(location, stream_id), report_html_uri(location, stream_id)
     report: StreamReport = request.report.model_copy(update={"results_uri": uri, "report_html_uri": html_uri})
+    _remove_unused_evidence(location, stream_id, request.unused_evidence, settings)
     _write(uri, report.model_dump_json(indent=2).encode(), settings)
     try:
         page = build_report_html(report, windows=windows_dir(location, stream_id), settings=settings)

@@ -216,6 +216,15 @@ def put_object(
         raise _error(exc, "write", uri) from None
 
 
+def delete_object(uri: str, *, settings: Settings | None = None) -> None:
+    """Remove one object (S3 answers success for a key that is not there)."""
+    bucket, key = split_uri(uri)
+    try:
+        s3_client(settings).delete_object(Bucket=bucket, Key=key)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+        raise _error(exc, "delete", uri) from None
+
+
 def get_object(uri: str, *, byterange: tuple[int, int] | None = None, settings: Settings | None = None) -> bytes:
     """Read one small object whole (an HLS playlist or segment), or (offset, length) of it;
     raises the source errors naming it."""

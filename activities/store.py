@@ -33,6 +33,8 @@ class Store(Protocol):
 
     def list(self, directory: str) -> list[str]: ...
 
+    def delete(self, uri: str) -> None: ...
+
 
 def local_path(uri: str) -> Path:
     """The path of a plain path or a `file://` URL."""
@@ -75,6 +77,12 @@ class DirectoryStore:
         except OSError as exc:
             raise SourceUnavailableError(f"cannot write results to {path}: {exc.strerror or exc}") from exc
 
+    def delete(self, uri: str) -> None:
+        try:
+            local_path(uri).unlink(missing_ok=True)
+        except OSError as exc:
+            raise SourceUnavailableError(f"cannot remove {uri}: {exc.strerror or exc}") from exc
+
     def list(self, directory: str) -> list[str]:
         path = local_path(directory)
         if not path.is_dir():
@@ -98,6 +106,11 @@ class S3Store:
         from .s3 import put_object
 
         put_object(uri, body, content_type=content_type, settings=self.settings)
+
+    def delete(self, uri: str) -> None:
+        from .s3 import delete_object
+
+        delete_object(uri, settings=self.settings)
 
     def list(self, directory: str) -> list[str]:
         from .s3 import list_objects

@@ -172,19 +172,27 @@ def _result(
         result.edges.extend(output.edges)
         result.gating = output.gating or result.gating
         result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
+        result.detectors.append(name)
         if not request.self_contained:
             result.states[name] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
     return result
 
 
+# A run that begins in a self-contained window less than this before its end (shorter than a
+# frame: the sound's zero crossings) gets no evidence, nor does an event it would start.
+_EVIDENCE_MIN_S = 0.02
+
+
 def _first_seen_here(result: WindowResult) -> list[DefectEvent]:
-    """The runs at a self-contained window's end that begin in it: their start, and so their
-    event's id and evidence, are this window's (the stitch keeps their details)."""
+    """The runs at a self-contained window's end that begin in it: their start, event id and
+    evidence are this window's (the stitch keeps their details; the evidence of one that turns
+    out too short to be a defect is removed with the report, `StreamProgress.unused_evidence`)."""
     return [
         DefectEvent(id=event_id(e.defect.kind, e.defect.track, e.defect.start_s), phase="opened", defect=e.defect)
         for e in result.edges
-        if not e.at_start
+        if not e.at_start and not e.discard
+        and e.defect.end_s - e.defect.start_s >= min(e.min_duration_s, _EVIDENCE_MIN_S) - 1e-9
     ]
 
 
@@ -230,10 +238,6 @@ def _record_metrics(request: WindowRequest, result: WindowResult) -> None:
     meter.create_counter("vqa_analysis_wall_ms", "wall-clock time spent analysing windows", "ms").add(
         max(0, round(elapsed.total_seconds() * 1000))
     )
-    defects = meter.create_counter("vqa_defects", "defects found (counted when they end)")
-    for event in result.events:
-        if event.phase == "closed":
-            defects.add(1, {"kind": event.defect.kind, "track": event.defect.track})
     if result.live_edge_s is not None and request.media.live:  # a VOD playlist's "edge" is its end
         meter.create_gauge_float("vqa_live_lag_seconds", "how far analysis is behind a live stream's edge", "s").set(
             max(0.0, result.live_edge_s - result.end_s), {"stream_id": request.stream_id}

@@ -206,6 +206,14 @@ def coarse_stride(height: int) -> int:
     return 1 if height <= 400 else max(2, round(height / 180))
 
 
+_EDGE_MARKER = "edge#"  # no event id starts so: an event id starts with its kind
+
+
+def is_edge(event: DefectEvent) -> bool:
+    """Is this, in `window_events`, a run at a self-contained window's edge (a `RunEdge`), not an event?"""
+    return event.id.startswith(_EDGE_MARKER)
+
+
 OptionsT = TypeVar("OptionsT", bound=DetectorOptions)
 StateT = TypeVar("StateT", bound=DetectorState)
 
@@ -327,7 +335,7 @@ class Detector(Generic[OptionsT, StateT]):
         ]
         # Fragments go through `window_events` as events do (their details), then get their prints.
         fragments = [f for tracker in self.trackers.values() for f in tracker.fragments]
-        marker = "edge#"  # no event id starts so: an event id starts with its kind
+        marker = _EDGE_MARKER
         as_events = [
             DefectEvent(id=f"{marker}{i}", phase="opened" if f.at_end else "closed", defect=f.defect)
             for i, f in enumerate(fragments)

@@ -34,7 +34,7 @@ from pydantic import Field, PrivateAttr
 
 from vqa.contracts import DefectEvent, RunEdge
 
-from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude
+from .base import Detector, DetectorOptions, VideoChunk, coarse_stride, db_to_amplitude, is_edge
 from .black import BlackOptions, black_pictures
 from .models import Decibels, Seconds
 from .runs import RunState, find_runs
@@ -414,6 +414,7 @@ class FreezeDetector(Detector[FreezeOptions, FreezeState]):
             "start_print": self.first_print if edge.at_start else None,
             "end_print": self.state.reference_print if edge.at_end else None,
             "print_tolerance": self.options.refresh_max_mafd,
+            "discard": self.options.still_programme and bool(edge.defect.details.get("from_start")),
         })
 
     def measures(self) -> dict[str, float]:
@@ -424,20 +425,25 @@ class FreezeDetector(Detector[FreezeOptions, FreezeState]):
     def _programme_details(self, events: list[DefectEvent]) -> list[DefectEvent]:
         """Mark a freeze that holds the stream's first picture (`details.from_start`), and one that
         holds it to the end (`details.whole_stream`: a still-image programme); with
-        `still_programme`, such a freeze is the channel's design, not a defect."""
+        `still_programme`, such a freeze is the channel's design, not a defect.
+
+        A self-contained window's runs at its edges are marked as far as the window can tell:
+        the stitch keeps `whole_stream` only on a run from the start, and drops a still programme's."""
         first, span = self.state.first_frame_s, self.context.span
-        if first is None:
-            return events
         marked = []
         for event in events:
             d = event.defect
-            if abs(d.start_s - first) > 1e-3:
+            edge = is_edge(event)
+            from_start = first is not None and abs(d.start_s - first) <= 1e-3
+            to_end = event.phase == "closed" and span.is_last and d.end_s >= span.end_s - 1e-3
+            if edge and to_end and not from_start and d.start_s <= span.start_s + 1e-3:
+                details = {**d.details, "whole_stream": True}  # if it began at the stream's start
+            elif not from_start:
                 marked.append(event)
                 continue
-            if self.options.still_programme:
+            elif self.options.still_programme and not edge:
                 continue
-            details = {**d.details, "from_start": True}
-            if event.phase == "closed" and span.is_last and d.end_s >= span.end_s - 1e-3:
-                details["whole_stream"] = True
+            else:
+                details = {**d.details, "from_start": True, **({"whole_stream": True} if to_end else {})}
             marked.append(event.model_copy(update={"defect": d.model_copy(update={"details": details})}))
         return marked

@@ -131,7 +131,10 @@ class RunTracker:
         return self.events
 
     def _finish_edges(self, window_end_s: float, stream_ended: bool, window_start_s: float | None) -> list[DefectEvent]:
-        first = self.first_s if self.first_s is not None else window_start_s
+        # Nothing comes before the stream's first window: no run there goes on from before it.
+        first = None if window_start_s is not None and window_start_s <= 0 else (
+            self.first_s if self.first_s is not None else window_start_s
+        )
         if stream_ended:
             self.inactive(window_end_s)
         if self.first_run is not None:

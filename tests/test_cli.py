@@ -114,7 +114,7 @@ def test_detectors_option_runs_only_those(temporal_server, cli_queue, worker_pro
     assert report.results_uri is not None and report.results_uri.endswith("report.json")
     windows = sorted((Path(report.results_uri).parent / "windows").glob("*.json"))
     assert len(windows) == report.windows == 4
-    assert [sorted(json.loads(w.read_text())["states"]) for w in windows] == [["silence"]] * 4
+    assert [sorted(json.loads(w.read_text())["detectors"]) for w in windows] == [["silence"]] * 4
 
 
 def test_unreachable_temporal_exits_3_with_one_line(clips) -> None:  # type: ignore[no-untyped-def]

@@ -156,7 +156,7 @@ def test_payloads_are_encrypted_and_the_starter_still_reads_its_report(  # type:
     # (workflow.patched), no stream data.
     for marker in patches:
         for patch in _payloads(marker):
-            assert json.loads(patch.data)["id"] == "sliver-joins-last-window", patch
+            assert json.loads(patch.data)["id"] in ("sliver-joins-last-window", "parallel-windows"), patch
     assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
     assert {p.metadata["encryption-key-id"] for p in payloads} == {key_fingerprint(base64.b64decode(key)).encode()}
     assert source.encode() not in _without_search_attributes(history), "the source path is nowhere in clear"

@@ -104,6 +104,7 @@ class RunEdge(_Model):
         None, description="prints this close (mean absolute difference, levels) show one run going on"
     )
     announced: bool = Field(False, description="the stitch has announced it opened (it is long enough)")
+    discard: bool = Field(False, description="not a defect, whatever it joins (a still-image programme's freeze)")
 
 
 class Gating(_Model):
@@ -165,6 +166,7 @@ class WindowResult(_Model):
     metrics: WindowMetrics = Field(default_factory=WindowMetrics)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
     edges: list[RunEdge] = Field(default_factory=list, description="a self-contained window's runs at its edges")
+    detectors: list[str] = Field(default_factory=list, description="the detectors that analysed the window")
     gating: Gating | None = Field(default=None, description="this window's momentary loudness blocks, for the stream's")
     notify_targets: bool = Field(
         default=True,
@@ -195,6 +197,11 @@ class StreamProgress(_Model):
         default_factory=list, description="runs still going at the end of the last window stitched (parallel windows)"
     )
     gating: Gating = Field(default_factory=Gating)
+    unused_evidence: list[str] = Field(
+        default_factory=list,
+        description="event ids of runs that began in a window (which wrote their evidence) and turned out "
+        "too short once stitched: the report's writer removes that evidence",
+    )
     stop_requested: bool = False
     notify_targets: bool = True  # as the last window's worker said (WindowResult.notify_targets)
 
@@ -370,6 +377,7 @@ class WriteReportRequest(_Model):
 
     report: StreamReport
     results: str | None = None
+    unused_evidence: list[str] = Field(default_factory=list, description="event ids whose evidence is to be removed")
 
 
 class NotifyRequest(_Model):

@@ -59,6 +59,7 @@ def merge_group_results(results: list[WindowResult]) -> WindowResult:
         merged.edges.extend(other.edges)
         merged.gating = merged.gating or other.gating
         merged.states.update(other.states)
+        merged.detectors.extend(other.detectors)
         merged.metrics.measures.update(other.metrics.measures)
         merged.metrics.video_frames = max(merged.metrics.video_frames, other.metrics.video_frames)
         merged.metrics.audio_samples = max(merged.metrics.audio_samples, other.metrics.audio_samples)
@@ -80,31 +81,37 @@ def stitch_window(progress: StreamProgress, result: WindowResult) -> WindowResul
     starts = [e for e in result.edges if e.at_start]
     followed: set[int] = set()
     pending: list[RunEdge] = []
+    unused = progress.unused_evidence
     for run in progress.pending_runs:
         follow = next((i for i, e in enumerate(starts) if i not in followed and _continues(run, e)), None)
         if follow is None:
-            events += _closed(run)
+            events += _closed(run, unused)
             continue
         followed.add(follow)
         joined = _join(run, starts[follow])
         if joined.at_end:
             pending.append(joined)
         else:
-            events += _closed(joined)
+            events += _closed(joined, unused)
     for i, edge in enumerate(starts):
         if i not in followed:
             if edge.at_end:
                 pending.append(edge)
             else:
-                events += _closed(edge)
+                events += _closed(edge, unused)
     pending += [e for e in result.edges if e.at_end and not e.at_start]
     for i, run in enumerate(pending):
-        if not run.announced and run.last_active_s - run.defect.start_s >= run.min_duration_s - 1e-9:
+        if not run.announced and not run.discard and run.last_active_s - run.defect.start_s >= run.min_duration_s - 1e-9:
             pending[i] = run.model_copy(update={"announced": True})
             events.append(_event(run, "opened", run.last_active_s))
     progress.pending_runs = pending
     events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
     return result.model_copy(update={"events": events, "edges": []})
+
+
+# A detail a later part of a run says that holds only if its first part says another (freeze:
+# held to the stream's end is a whole-stream still only for a run from the stream's start).
+_HOLDS_ONLY_WITH = {"whole_stream": "from_start"}
 
 
 def _continues(before: RunEdge, after: RunEdge) -> bool:
@@ -129,12 +136,9 @@ def _join(before: RunEdge, after: RunEdge) -> RunEdge:
     else:
         total = before.value_total + after.value_total
     end = after.defect.end_s
+    details = {**after.defect.details, **before.defect.details}
     defect = before.defect.model_copy(
-        update={
-            "end_s": end,
-            "duration_s": round(end - before.defect.start_s, 4),
-            "details": {**after.defect.details, **before.defect.details},
-        }
+        update={"end_s": end, "duration_s": round(end - before.defect.start_s, 4), "details": details}
     )
     return before.model_copy(
         update={
@@ -148,9 +152,12 @@ def _join(before: RunEdge, after: RunEdge) -> RunEdge:
     )
 
 
-def _closed(run: RunEdge) -> list[DefectEvent]:
-    """The event of a run that ended (at its defect's end), if it lasted long enough."""
-    if run.defect.end_s - run.defect.start_s < run.min_duration_s - 1e-9:
+def _closed(run: RunEdge, unused_evidence: list[str]) -> list[DefectEvent]:
+    """The event of a run that ended (at its defect's end), if it lasted long enough (else the
+    evidence the window where it began wrote is unused)."""
+    if run.discard or run.defect.end_s - run.defect.start_s < run.min_duration_s - 1e-9:
+        if not run.at_start and "evidence" in run.defect.details:
+            unused_evidence.append(event_id(run.defect.kind, run.defect.track, run.defect.start_s))
         return []
     return [_event(run, "closed", run.defect.end_s)]
 
@@ -165,7 +172,9 @@ def _event(run: RunEdge, phase: EventPhase, end_s: float) -> DefectEvent:
             "end_s": round(end_s, 4),
             "duration_s": round(end_s - d.start_s, 4),
             "value": None if value is None else round(value, 6),
-            "details": dict(d.details),
+            "details": {
+                k: v for k, v in d.details.items() if k not in _HOLDS_ONLY_WITH or d.details.get(_HOLDS_ONLY_WITH[k])
+            },
         }
     )
     return DefectEvent(id=event_id(d.kind, d.track, d.start_s), phase=phase, defect=defect)

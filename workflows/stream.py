@@ -195,10 +195,20 @@ class StreamMonitorWorkflow:
             result = stitch_window(p, result)
         p.notify_targets = result.notify_targets
         self._notify(self._new_events(p, result))
+        self._count_defects(result)
         apply_window(p, result)
         if (lag := self._lag_s()) is not None:
             p.max_lag_s = max(p.max_lag_s or 0.0, lag)
         self._publish()
+
+    def _count_defects(self, result: WindowResult) -> None:
+        """`vqa_defects` on the worker's Prometheus endpoint: counted here, where events are
+        whole (a window analysed on its own sees only its part of an event at its edge)."""
+        closed = [e for e in result.events if e.phase == "closed"]
+        if closed:
+            counter = workflow.metric_meter().create_counter("vqa_defects", "defects found (counted when they end)")
+            for event in closed:
+                counter.add(1, {"kind": event.defect.kind, "track": event.defect.track})
 
     async def _fail_window(self, p: StreamProgress, total: int | None, err: ActivityError) -> None:
         """The next window failed (after its retries): the stream fails, with a report of what was found."""
@@ -367,7 +377,10 @@ class StreamMonitorWorkflow:
         try:
             uri = await workflow.execute_activity(
                 WRITE_REPORT,
-                WriteReportRequest(report=report, results=self.request.results),
+                WriteReportRequest(
+                    report=report, results=self.request.results,
+                    unused_evidence=self.progress.unused_evidence if self.progress else [],
+                ),
                 result_type=str,  # None when the results sink is off
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=_RETRY_ONCE_MORE if best_effort else _RETRY,
