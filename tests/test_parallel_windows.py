@@ -21,7 +21,7 @@ import pytest
 
 from activities.offline import analyse
 from vqa import gating
-from vqa.contracts import Defect, StreamReport, StreamRequest
+from vqa.contracts import Defect, StreamReport, StreamRequest, WindowResult
 from vqa.stitch import report_defects
 from vqa.synth import ClipSpec, Segment, make_clip
 
@@ -36,7 +36,9 @@ FRAME_S = 0.04  # 25 fps: edges may differ by one frame
 # start on them, at 0, 5, 10, 15 ... s. Every defect runs across at least one boundary.
 SPEC = ClipSpec(
     duration_s=40.0,
-    video=[Segment("black", 6.0, 11.0), Segment("freeze", 14.5, 19.3), Segment("still", 28.0, 34.6)],
+    # The black at 24.5-25.5 s is shorter than the rule (2 s) on both sides of a boundary: no defect.
+    video=[Segment("black", 6.0, 11.0), Segment("freeze", 14.5, 19.3), Segment("black", 24.5, 25.5),
+           Segment("still", 28.0, 34.6)],
     audio=[Segment("silence", 3.0, 9.5), Segment("quiet", 20.0, 37.0)],
     keyframe_interval_s=5.0,
 )
@@ -98,6 +100,7 @@ def test_the_boundaries_fall_inside_the_defects(clip: Path) -> None:
     assert keys[:4] == pytest.approx([0.0, 5.0, 10.0, 15.0], abs=0.05)
     for truth in TRUTH:
         assert any(truth.start_s < k < truth.end_s for k in keys), truth
+    assert any(24.5 < k < 25.5 for k in keys)
 
 
 def test_self_contained_windows_stitch_to_the_report_of_windows_in_a_row(clip: Path) -> None:
@@ -177,11 +180,16 @@ def test_parallel_1_and_4_give_the_same_report(temporal_server: TemporalServer, 
     assert four.loudness_integrated_lufs == pytest.approx(one.loudness_integrated_lufs, abs=0.01)
     assert _max_in_flight(temporal_server, one) == 1
     assert _max_in_flight(temporal_server, four) == 4
-    # Each window's evidence: one object per defect, linked from the report, whatever the order.
+    # Evidence: one object per defect, linked from the report, whatever the order; the short
+    # black's, written by the window where it began, is gone once the stitch found it too short.
     for d in four.defects:
         evidence = d.details.get("evidence")
         assert evidence is not None and Path(evidence).exists(), d
-    assert len({d.details["evidence"] for d in four.defects}) == len(four.defects)
+    directory = Path(four.defects[0].details["evidence"]).parent
+    windows = [WindowResult.model_validate_json(w.read_text()) for w in sorted((directory.parent / "windows").glob("*.json"))]
+    short = [e for w in windows for e in w.edges if e.defect.kind == "black" and abs(e.defect.start_s - 24.5) < 0.1]
+    assert short and "evidence" in short[0].defect.details, "the window where the short black began wrote its evidence"
+    assert sorted(p.name for p in directory.iterdir()) == sorted(Path(d.details["evidence"]).name for d in four.defects)
 
 
 def test_values_are_numbers_not_arrays() -> None:
