@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import wave
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -32,7 +31,7 @@ from detectors import AudioChunk, VideoChunk
 from vqa.contracts import DefectEvent
 from vqa.settings import Settings
 
-from .results import evidence_uri, store_evidence
+from .results import evidence_name, evidence_uri, store_evidence
 
 # Thumbnails kept per window (evenly over its span) and their largest width.
 MAX_THUMBNAILS = 200
@@ -41,12 +40,6 @@ THUMBNAIL_WIDTH = 192
 SNIPPET_RATE = 16000
 SNIPPET_S = 2.0
 NO_EVIDENCE_KINDS = {"signal_loss", "av_sync"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def evidence_name(event_id: str, track: str) -> str:
-    """The object name of an event's evidence: `black:video:3000` -> `black_video_3000.jpg`."""
-    return _UNSAFE.sub("_", event_id) + (".jpg" if track == "video" else ".wav")
 
 
 def has_evidence(event: DefectEvent) -> bool:

@@ -14,6 +14,8 @@ costs exactly one write, made by its own activity; media is never written.
 
 from __future__ import annotations
 
+import re
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -62,6 +64,14 @@ def windows_dir(location: str, stream_id: str) -> str:
     return store.join(location, stream_id, "windows")
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def evidence_name(event_id: str, track: str) -> str:
+    """The object name of an event's evidence: `black:video:3000` -> `black_video_3000.jpg`."""
+    return _UNSAFE.sub("_", event_id) + (".jpg" if track == "video" else ".wav")
+
+
 def evidence_uri(location: str, stream_id: str, name: str) -> str:
     return store.join(location, stream_id, "evidence", name)
 
@@ -96,8 +106,6 @@ def store_window(request: WindowRequest, result: WindowResult, *, settings: Sett
 def _remove_unused_evidence(location: str, stream_id: str, event_ids: list[str], settings: Settings) -> None:
     """Evidence of runs that began in a window analysed on its own and were too short to be a
     defect once stitched: nothing links it, so it goes."""
-    from .evidence import evidence_name  # evidence imports this module
-
     for event_id in dict.fromkeys(event_ids):
         track = event_id.split(":")[1] if event_id.count(":") >= 2 else "video"
         uri = evidence_uri(location, stream_id, evidence_name(event_id, track))

@@ -195,3 +195,12 @@ def test_parallel_1_and_4_give_the_same_report(temporal_server: TemporalServer, 
 def test_values_are_numbers_not_arrays() -> None:
     """The stitch runs in the workflow: plain numbers only (no numpy scalars reach a payload)."""
     assert not isinstance(gating.integrated_lufs([1, 2, 3], first_bin=400), np.floating)
+
+
+def test_windows_shorter_than_the_gop_stitch_across_the_empty_ones(clip: Path) -> None:
+    """2 s windows on 5 s GOPs: most windows hold no keyframe and are empty; a run goes on across them."""
+    in_a_row = analyse(clip, window_s=2.0)
+    stitched = analyse(clip, window_s=2.0, self_contained=True)
+    a = report_defects(in_a_row, position_s=in_a_row.media.duration_s)
+    assert media.match(a, TRUTH) == [], a
+    assert_same_defects(a, report_defects(stitched, position_s=stitched.media.duration_s))

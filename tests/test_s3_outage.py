@@ -46,9 +46,12 @@ def _read(s3: SeaweedFS, bucket: str, key: str) -> Any:
 
 
 def _comparable(window: WindowResult) -> dict[str, Any]:
-    """A window's result less its evidence links, which name the stream."""
+    """A window's result less its evidence links (of its events and of the runs at its edges), which name the stream."""
     return window.model_copy(
-        update={"events": [e.model_copy(update={"defect": media.without_evidence([e.defect])[0]}) for e in window.events]}
+        update={
+            "events": [e.model_copy(update={"defect": media.without_evidence([e.defect])[0]}) for e in window.events],
+            "edges": [e.model_copy(update={"defect": media.without_evidence([e.defect])[0]}) for e in window.edges],
+        }
     ).model_dump()
 
 

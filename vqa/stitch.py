@@ -83,6 +83,9 @@ def stitch_window(progress: StreamProgress, result: WindowResult) -> WindowResul
     pending: list[RunEdge] = []
     unused = progress.unused_evidence
     for run in progress.pending_runs:
+        if not result.is_last and not _saw(result, run.defect.track):
+            pending.append(run)  # a window with none of the run's media (no keyframe in its span): nothing changes
+            continue
         follow = next((i for i, e in enumerate(starts) if i not in followed and _continues(run, e)), None)
         if follow is None:
             events += _closed(run, unused)
@@ -112,6 +115,12 @@ def stitch_window(progress: StreamProgress, result: WindowResult) -> WindowResul
 # A detail a later part of a run says that holds only if its first part says another (freeze:
 # held to the stream's end is a whole-stream still only for a run from the stream's start).
 _HOLDS_ONLY_WITH = {"whole_stream": "from_start"}
+
+
+def _saw(result: WindowResult, track: str) -> bool:
+    """Did the window have media of `track` (an "av" run: of either)?"""
+    video, audio = result.metrics.video_frames > 0, result.metrics.audio_samples > 0
+    return {"video": video, "audio": audio}.get(track, video or audio)
 
 
 def _continues(before: RunEdge, after: RunEdge) -> bool:
