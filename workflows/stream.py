@@ -96,8 +96,10 @@ class StreamMonitorWorkflow:
         p = self.progress
         # Histories recorded before a trailing sliver joined the last window replay as they ran.
         self.sliver_s = SLIVER_S if workflow.patched("sliver-joins-last-window") else 0.0
-        # Histories recorded before windows ran in parallel replay one window at a time.
-        parallel = 1 if p.media.live or not workflow.patched("parallel-windows") else self.request.parallel
+        # Histories recorded before windows ran in parallel replay one window at a time, and a
+        # stream that began so (its detectors' state carried) goes on so after continue-as-new.
+        serial = p.media.live or bool(p.states) or not workflow.patched("parallel-windows")
+        parallel = 1 if serial else self.request.parallel
         self._publish()
         total = self._windows_total(p.media)
         await self._windows(p, total, parallel)
