@@ -8,6 +8,7 @@ Nothing here knows about Temporal: failures are raised as `UnreadableSourceError
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -69,6 +70,27 @@ class DecoderThreads:
 
 
 DECODER_THREADS = DecoderThreads()
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep the memory a window frees for the next one.
+
+    Each window opens its own decoder, whose frame pool allocates a few dozen pictures
+    (1080p: 3 MB each). By default glibc serves such blocks with fresh mmaps and returns
+    them on free, so every window faults its pool's pages in again (about 100k page faults
+    a minute of 1080p). From the heap, below a high trim threshold, the next window reuses
+    them. Returns whether the allocator took the settings (False where it is not glibc's).
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 512 * 1024 * 1024))
+
+
+keep_freed_memory()
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
