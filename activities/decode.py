@@ -77,9 +77,8 @@ def keep_freed_memory() -> bool:
 
     Each window opens its own decoder, whose frame pool allocates a few dozen pictures
     (1080p: 3 MB each). By default glibc serves such blocks with fresh mmaps and returns
-    them on free, so every window faults its pool's pages in again (about 100k page faults
-    a minute of 1080p). From the heap, below a high trim threshold, the next window reuses
-    them. Returns whether the allocator took the settings (False where it is not glibc's).
+    them on free, so every window faults its pool's pages in again. From the heap, below a
+    high trim threshold, the next window reuses them. Returns whether the allocator took the settings (False where it is not glibc's).
     """
     try:
         libc = ctypes.CDLL(None)

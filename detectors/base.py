@@ -335,17 +335,16 @@ class Detector(Generic[OptionsT, StateT]):
         ]
         # Fragments go through `window_events` as events do (their details), then get their prints.
         fragments = [f for tracker in self.trackers.values() for f in tracker.fragments]
-        marker = _EDGE_MARKER
         as_events = [
-            DefectEvent(id=f"{marker}{i}", phase="opened" if f.at_end else "closed", defect=f.defect)
+            DefectEvent(id=f"{_EDGE_MARKER}{i}", phase="opened" if f.at_end else "closed", defect=f.defect)
             for i, f in enumerate(fragments)
         ]
         processed = self.window_events(events + as_events)
-        events = [e for e in processed if not e.id.startswith(marker)]
+        events = [e for e in processed if not is_edge(e)]
         edges = [
-            self.edge_prints(fragments[int(e.id[len(marker):])].model_copy(update={"defect": e.defect}))
+            self.edge_prints(fragments[int(e.id.removeprefix(_EDGE_MARKER))].model_copy(update={"defect": e.defect}))
             for e in processed
-            if e.id.startswith(marker)
+            if is_edge(e)
         ]
         return DetectorOutput(
             events=events, measures=self.measures(), state=self.state.model_dump(), edges=edges, gating=self.gating()

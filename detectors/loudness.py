@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from vqa.contracts import DefectEvent, Gating
-from vqa.gating import integrated_lufs
+from vqa.gating import HIST_LOW_LUFS, HIST_STEP_LU, integrated_lufs
 
 from .base import AudioChunk, AudioStreamState, Detector, DetectorOptions
 from .models import Decibels, Seconds
@@ -42,11 +42,8 @@ _MOMENTARY_BLOCKS = 4  # 400 ms
 _SHORT_TERM_BLOCKS = 30  # 3 s
 _FLOOR_ENERGY = 1e-12  # digital silence reads -120.7 LUFS, as in FFmpeg's ebur128 log
 
-_HIST_LOW_LUFS = -70.0  # the absolute gate
-_HIST_HIGH_LUFS = 10.0
-_HIST_STEP_LU = 0.1
-_HIST_BINS = round((_HIST_HIGH_LUFS - _HIST_LOW_LUFS) / _HIST_STEP_LU)
-_RELATIVE_GATE_LU = -10.0
+_HIST_HIGH_LUFS = 10.0  # the histogram's top bin (vqa/gating.py defines its bins)
+_HIST_BINS = round((_HIST_HIGH_LUFS - HIST_LOW_LUFS) / HIST_STEP_LU)
 
 _MOMENTARY_S = _MOMENTARY_BLOCKS / _BLOCKS_PER_S
 _SHORT_TERM_S = _SHORT_TERM_BLOCKS / _BLOCKS_PER_S
@@ -96,10 +93,6 @@ class LoudnessState(AudioStreamState):
 
 def _energy_to_lufs(energy: np.ndarray | float) -> np.ndarray:
     return -0.691 + 10.0 * np.log10(np.maximum(energy, _FLOOR_ENERGY))
-
-
-def _lufs_to_energy(lufs: np.ndarray | float) -> np.ndarray:
-    return 10.0 ** ((np.asarray(lufs) + 0.691) / 10.0)
 
 
 def k_weighting(sample_rate: int) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
@@ -310,12 +303,7 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
         """The window proper begins at `start_s`: what the warm-up found belongs to the window
         before, but a run still going goes on here from the window's start (the stitch joins it)."""
         for tracker in self.trackers.values():
-            tracker.events.clear()
-            tracker.first_run = None
-            tracker.first_s = start_s
-            st = tracker.state
-            if st.open_start_s is not None:
-                st.open_start_s, st.value_total, st.value_count, st.announced = start_s, 0.0, 0, False
+            tracker.begin_at(start_s)
         self.momentary_max, self.short_term_max, self.short_term_min = -math.inf, -math.inf, math.inf
 
     def _restart(self, chunk: AudioChunk) -> None:
@@ -342,8 +330,8 @@ class LoudnessDetector(Detector[LoudnessOptions, LoudnessState]):
         momentary_lufs = history.momentary[new][history.done[new] >= _MOMENTARY_BLOCKS]
         if momentary_lufs.size:
             self.momentary_max = max(self.momentary_max, float(momentary_lufs.max()))
-            gated = momentary_lufs[momentary_lufs > _HIST_LOW_LUFS]
-            bins = np.minimum(((gated - _HIST_LOW_LUFS) / _HIST_STEP_LU).astype(np.int64), _HIST_BINS - 1)
+            gated = momentary_lufs[momentary_lufs > HIST_LOW_LUFS]
+            bins = np.minimum(((gated - HIST_LOW_LUFS) / HIST_STEP_LU).astype(np.int64), _HIST_BINS - 1)
             self._count_blocks(bins)
 
         judged = new[history.done[new] >= _SHORT_TERM_BLOCKS]

@@ -85,6 +85,15 @@ class RunTracker:
         if self.first_s is None:
             self.first_s = t
 
+    def begin_at(self, start_s: float) -> None:
+        """The window proper begins at `start_s` (what came before was a warm-up): what the
+        tracker found so far is the window before's, but a run still going goes on from here."""
+        self.events.clear()
+        self.first_run, self.first_s = None, start_s
+        st = self.state
+        if st.open_start_s is not None:
+            st.open_start_s, st.value_total, st.value_count, st.announced = start_s, 0.0, 0, False
+
     @property
     def is_open(self) -> bool:
         return self.state.open_start_s is not None

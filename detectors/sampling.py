@@ -59,9 +59,7 @@ class SampledDetector(Detector[SampledOptionsT, SampledStateT]):
             # slot; the slots picked are the same as when the windows are analysed in a row.
             before = float(chunk.times[0]) - float(chunk.times[1] - chunk.times[0])
             self.state.last_slot = int(np.floor(before / interval + 1e-6)) if before >= 0 else None
-        picked, self.state.last_slot = analysis_slots(
-            chunk.times, self.options.analysis_interval_s, self.state.last_slot
-        )
+        picked, self.state.last_slot = analysis_slots(chunk.times, interval, self.state.last_slot)
         if picked.size:
             self.feed_picked(chunk, picked)
 

@@ -79,6 +79,19 @@ async def _window_in_progress(handle: WorkflowHandle, timeout_s: float = 60) -> 
     raise AssertionError("no window was seen in progress")
 
 
+def _assert_same_as_clean(report: StreamReport, clean: StreamReport, *, windows: int) -> None:
+    """The faulted stream's report is the fault-free one's: the heavy clip's black and silence."""
+    assert report.status == clean.status == "completed"
+    assert report.windows == clean.windows == windows
+    assert media.without_evidence(report.defects) == media.without_evidence(clean.defects), "same defects, none lost or doubled"
+    assert [(d.kind, round(d.start_s), round(d.end_s)) for d in report.defects] == [("black", 4, 9), ("silence", 16, 21)]
+
+
+def _notified(webhook: Receiver, stream_id: str) -> list[str]:
+    """The notification ids the webhook received for one stream (duplicates kept), sorted."""
+    return sorted(n.removeprefix(stream_id + "/") for n in webhook.ids() if n.startswith(stream_id + "/"))
+
+
 @pytest.fixture
 def webhook() -> Iterator[Receiver]:
     """A webhook receiver on 127.0.0.1: its URL, and the notifications it received (duplicates kept)."""
@@ -117,18 +130,13 @@ def test_a_worker_killed_mid_window_changes_nothing(
         return report, clean, attempts
 
     report, clean, attempts = run_async(scenario())
-    assert report.status == clean.status == "completed"
-    assert report.windows == clean.windows == 2
-    assert media.without_evidence(report.defects) == media.without_evidence(clean.defects), "same defects, none lost or doubled"
-    assert [(d.kind, round(d.start_s), round(d.end_s)) for d in report.defects] == [("black", 4, 9), ("silence", 16, 21)]
+    _assert_same_as_clean(report, clean, windows=2)
     # probe, window 0 (killed, then again on the second worker), window 1, report
     assert (2, TimeoutType.TIMEOUT_TYPE_HEARTBEAT) in attempts, attempts
     assert sum(1 for attempt, _ in attempts if attempt > 1) == 1, attempts
     # Notifications: each event opened and closed once, as for the clean run.
-    def of(stream_id: str) -> list[str]:
-        return sorted(n.removeprefix(stream_id + "/") for n in webhook.ids() if n.startswith(stream_id + "/"))
-
-    assert of(report.stream_id) == of(clean.stream_id) and len(of(report.stream_id)) == 4, webhook.ids()
+    assert _notified(webhook, report.stream_id) == _notified(webhook, clean.stream_id), webhook.ids()
+    assert len(_notified(webhook, report.stream_id)) == 4, webhook.ids()
 
 
 def test_streams_survive_a_temporal_server_restart(tmp_path: Path, clips: media.ClipFactory) -> None:
@@ -223,13 +231,8 @@ def test_a_worker_killed_with_four_windows_in_flight_loses_nothing(
         return report, clean, attempts
 
     report, clean, attempts = run_async(scenario())
-    assert report.status == clean.status == "completed"
-    assert report.windows == clean.windows == 6
-    assert media.without_evidence(report.defects) == media.without_evidence(clean.defects), "same defects, none lost or doubled"
-    assert [(d.kind, round(d.start_s), round(d.end_s)) for d in report.defects] == [("black", 4, 9), ("silence", 16, 21)]
+    _assert_same_as_clean(report, clean, windows=6)
     assert sum(1 for a in attempts if a == 2) == 4, f"the four windows in flight ran again, once each: {attempts}"
 
-    def of(stream_id: str) -> list[str]:
-        return sorted(n.removeprefix(stream_id + "/") for n in webhook.ids() if n.startswith(stream_id + "/"))
-
-    assert of(report.stream_id) == of(clean.stream_id) and len(of(report.stream_id)) == 4, webhook.ids()
+    assert _notified(webhook, report.stream_id) == _notified(webhook, clean.stream_id), webhook.ids()
+    assert len(_notified(webhook, report.stream_id)) == 4, webhook.ids()

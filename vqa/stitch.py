@@ -137,11 +137,8 @@ def _continues(before: RunEdge, after: RunEdge) -> bool:
 
 
 def _join(before: RunEdge, after: RunEdge) -> RunEdge:
-    reduce = before.reduce
-    if reduce == "max":
-        total = max(before.value_total, after.value_total) if before.value_count and after.value_count else (
-            before.value_total if before.value_count else after.value_total
-        )
+    if before.reduce == "max":
+        total = max((r.value_total for r in (before, after) if r.value_count), default=0.0)
     else:
         total = before.value_total + after.value_total
     end = after.defect.end_s

@@ -139,8 +139,7 @@ class StreamMonitorWorkflow:
         a live window still waiting for media is cancelled."""
         self.stop_requested = True
         if self.progress is not None and self.progress.media.live:
-            for handle in self.windows_in_flight:
-                handle.cancel()
+            self._cancel_windows()
 
     async def _probe(self) -> MediaInfo:
         try:
@@ -180,16 +179,17 @@ class StreamMonitorWorkflow:
             try:
                 result = await self._window_result(in_flight.pop(p.next_index))
             except ActivityError as err:
-                for handles in in_flight.values():
-                    for handle in handles:
-                        handle.cancel()
+                self._cancel_windows()
                 await self._fail_window(p, total, err)
             if result is None:
                 break  # stopped while a live window waited for media
             self._apply(p, result)
-        for handles in in_flight.values():
-            for handle in handles:
-                handle.cancel()
+        self._cancel_windows()
+
+    def _cancel_windows(self) -> None:
+        """Cancel every window activity still in flight (those not yet applied)."""
+        for handle in self.windows_in_flight:
+            handle.cancel()
 
     def _apply(self, p: StreamProgress, result: WindowResult) -> None:
         """Fold the next window's result in: stitched first when it was analysed on its own."""
