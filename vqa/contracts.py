@@ -14,7 +14,10 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Track = Literal["video", "audio", "av"]
+Track = Literal["video", "audio", "av"]  # what a detector looks at
+# Where a defect was seen (CONTRACT.md): video, audio (the first audio track), audio:N (the others,
+# N counting audio tracks from 0), av, manifest (a playlist's health), ts (transport), captions.
+DEFECT_TRACK_PATTERN = re.compile(r"^(video|audio(:[1-9][0-9]{0,2})?|av|manifest|ts|captions)$")
 StreamState = Literal["probing", "running", "completed", "failed", "stopped"]
 EventPhase = Literal["opened", "closed"]
 
@@ -55,12 +58,19 @@ class Defect(_Model):
     """One defect event, as users see it in the report (CONTRACT.md)."""
 
     kind: str
-    track: Track
+    track: str = Field(description="video, audio, audio:N, av, manifest, ts or captions (DEFECT_TRACK_PATTERN)")
     start_s: float
     end_s: float
     duration_s: float
     value: float | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("track")
+    @classmethod
+    def _check_track(cls, value: str) -> str:
+        if not DEFECT_TRACK_PATTERN.match(value):
+            raise ValueError(f"unknown track {value!r}: video, audio, audio:N, av, manifest, ts or captions")
+        return value
 
 
 class DefectEvent(_Model):
