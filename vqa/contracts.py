@@ -39,6 +39,8 @@ class AudioInfo(_Model):
     codec: str
     sample_rate: int
     channels: int
+    index: int = Field(default=0, description="N of its track audio:N: its place among the source's audio tracks, from 0")
+    language: str | None = Field(default=None, description="the track's language tag (ISO 639), when it has one")
 
 
 class MediaInfo(_Model):
@@ -46,7 +48,10 @@ class MediaInfo(_Model):
 
     duration_s: float
     video: VideoInfo | None = None
-    audio: AudioInfo | None = None
+    audio: AudioInfo | None = Field(default=None, description="the first audio track (defects on track audio)")
+    audio_tracks: list[AudioInfo] = Field(
+        default_factory=list, description="the other audio tracks, each analysed as its own track audio:N"
+    )
     start_offset_s: float = Field(
         default=0.0,
         description="container timestamp of the stream's first frame or sample; subtracted from every time",
