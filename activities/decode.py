@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import av
@@ -105,6 +105,25 @@ def _audio_stream(container: av.container.InputContainer) -> av.AudioStream | No
     return container.streams.audio[0] if container.streams.audio else None
 
 
+def _audio_info(stream: av.AudioStream, index: int) -> AudioInfo:
+    language = str(stream.metadata.get("language") or "").strip()
+    return AudioInfo(
+        codec=stream.codec_context.name,
+        sample_rate=stream.codec_context.sample_rate,
+        channels=stream.codec_context.channels,
+        index=index,
+        language=language if language and language.lower() != "und" else None,  # "und": undetermined
+    )
+
+
+def _audio_tracks(container: av.container.InputContainer, media: MediaInfo) -> list[tuple[str, av.AudioStream]]:
+    """The audio tracks the probe found, each with its name on defects: "audio" (the first), "audio:N"."""
+    streams = container.streams.audio
+    found = [("audio", media.audio)] if media.audio is not None else []
+    found += [(f"audio:{info.index}", info) for info in media.audio_tracks]
+    return [(track, streams[info.index]) for track, info in found if info is not None and info.index < len(streams)]
+
+
 def _codec_name(stream: av.stream.Stream) -> str:
     """The codec's name, or what the container calls it when FFmpeg has no decoder for it."""
     if stream.codec_context is not None:
@@ -113,11 +132,24 @@ def _codec_name(stream: av.stream.Stream) -> str:
     return f"unsupported codec{f' {tag}' if tag else ''}"
 
 
-def _first_frame_times(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> dict[int, float]:
-    """Time of each stream's first decodable frame, in one pass from the start (works unseekable too)."""
+# Packets read past the first frames of the tracks a source needs, looking for its other audio tracks'.
+_PROBE_EXTRA_PACKETS = 500
+
+
+def _first_frame_times(
+    container: av.container.InputContainer, streams: list[av.stream.Stream], optional: tuple[av.stream.Stream, ...] = ()
+) -> dict[int, float]:
+    """Time of each stream's first decodable frame, in one pass from the start (works unseekable too);
+    an `optional` stream's only if found soon after the others'."""
     firsts: dict[int, float] = {}
+    required = {s.index for s in streams}
+    extra = 0
     try:
-        for packet in container.demux(streams):
+        for packet in container.demux([*streams, *optional]):
+            if required <= firsts.keys():
+                extra += 1
+                if extra > _PROBE_EXTRA_PACKETS:
+                    break
             if packet.stream.index in firsts:
                 continue
             try:
@@ -126,7 +158,7 @@ def _first_frame_times(container: av.container.InputContainer, streams: list[av.
                     break
             except (av.error.InvalidDataError, ValueError):
                 continue
-            if len(firsts) == len(streams):
+            if len(firsts) == len(streams) + len(optional):
                 break
     except av.error.FFmpegError:
         pass
@@ -143,13 +175,14 @@ def probe(source: str, *, settings: Settings | None = None) -> MediaInfo:
         if video is None and audio is None:
             raise UnreadableSourceError(f"no audio or video track in {source}")
         present = [st for st in (video, audio) if st is not None]
-        found = _first_frame_times(container, present)
+        others = tuple(container.streams.audio[1:])  # analysed when they decode; never required
+        found = _first_frame_times(container, present, others)
         for stream in present:
             if stream.index not in found:
                 raise UnreadableSourceError(
                     f"{stream.type} track of {source} does not decode ({_codec_name(stream)})"
                 )
-        start = min(found.values())
+        start = min(found[stream.index] for stream in present)
         duration = playlist.duration_s if playlist else _duration(container, start)
         if duration is None or duration <= 0:
             raise UnreadableSourceError(f"cannot tell the duration of {source}")
@@ -165,15 +198,12 @@ def probe(source: str, *, settings: Settings | None = None) -> MediaInfo:
             if video_info.width <= 0 or video_info.height <= 0:
                 raise UnreadableSourceError(f"video track of {source} has no picture size")
         if audio is not None:
-            audio_info = AudioInfo(
-                codec=audio.codec_context.name,
-                sample_rate=audio.codec_context.sample_rate,
-                channels=audio.codec_context.channels,
-            )
+            audio_info = _audio_info(audio, 0)
         return MediaInfo(
             duration_s=round(duration, 6),
             video=video_info,
             audio=audio_info,
+            audio_tracks=[_audio_info(st, n) for n, st in enumerate(others, 1) if st.index in found],
             start_offset_s=round(start, 6),
             live=bool(playlist and not playlist.ended),
         )
@@ -413,7 +443,7 @@ class _Window:
         )
         self.errors = _DecodeErrors(self.report, self.bounds, t0=media.start_offset_s)
         self.data_end: float | None = None  # the end of the last frame read
-        self.sound: _AudioCut | None = None
+        self.sounds: dict[int, _AudioCut] = {}  # each audio track's, by stream index
         self.warm_up_s = 0.0
 
     def chunks(self) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
@@ -423,14 +453,14 @@ class _Window:
         threads = 0
         try:
             video = _video_stream(container) if self.media.video else None
-            audio = _audio_stream(container) if self.media.audio else None
+            sounds = _audio_tracks(container, self.media)
             if video is not None:
                 video.thread_type = "AUTO"
                 video.thread_count = DECODER_THREADS.acquire(self.settings.decode_threads)
                 threads = 1
             if self.start_s > 0 and not hls.is_hls(self.source):
-                self._seek(container, video or audio)
-            yield from self._cut(container, video, audio)
+                self._seek(container, video or (sounds[0][1] if sounds else None))
+            yield from self._cut(container, video, sounds)
         except av.error.FFmpegError as exc:
             raise SourceUnavailableError(f"reading {self.source} failed: {exc.strerror}") from exc
         finally:
@@ -462,24 +492,27 @@ class _Window:
                 chosen = self.bounds.video_packet(packet, t)
                 self.report.video_packets_skipped += self.bounds.start is None
                 yield from chosen
-            elif not self._audio_done:
+            elif not self.sounds[packet.stream.index].done:
                 yield packet
             if self.bounds.video_done and self._audio_done:
                 return
 
-    def _frames(self, container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.frame.Frame]:
+    def _frames(
+        self, container: av.container.InputContainer, streams: list[av.stream.Stream]
+    ) -> Iterator[tuple[int, av.frame.Frame]]:
+        """Each decoded frame, with the index of its stream."""
         for packet in self._packets(container, streams):
             yield from self._decoded(packet.stream, packet)
         for stream in streams:  # what the decoders still hold (frame threading, reordering)
             yield from self._decoded(stream, None)
         self.bounds.finish(self.data_end)
 
-    def _decoded(self, stream: av.stream.Stream, packet: av.Packet | None) -> Iterator[av.frame.Frame]:
+    def _decoded(self, stream: av.stream.Stream, packet: av.Packet | None) -> Iterator[tuple[int, av.frame.Frame]]:
         try:
             for frame in stream.decode(packet):
                 if frame.is_corrupt:
                     self.errors.at(stream, frame.pts, packet.duration if packet is not None else None)
-                yield frame
+                yield stream.index, frame
         except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
             # A corrupt packet is a defect of the stream, not a failure of the analysis.
             if packet is not None:
@@ -489,24 +522,28 @@ class _Window:
 
     @property
     def _audio_done(self) -> bool:
-        return self.sound is None or self.sound.done
+        return all(sound.done for sound in self.sounds.values())
 
     def _cut(
-        self, container: av.container.InputContainer, video: av.VideoStream | None, audio: av.AudioStream | None
+        self, container: av.container.InputContainer, video: av.VideoStream | None,
+        sounds: list[tuple[str, av.AudioStream]],
     ) -> Iterator[VideoChunk | AudioChunk | DecodeErrorChunk]:
+        """One demux: every track's packets decoded by its own decoder, cut into the window's chunks."""
         pictures = _VideoCut(self, video.codec_context) if video is not None else None
-        self.sound = _AudioCut(self) if audio is not None else None
+        self.sounds = {stream.index: _AudioCut(self, track) for track, stream in sounds}
+        # Decode errors are the first audio track's (the decode_error detector's "audio").
+        self.errors.tracks = {s.index: s.type for s in [video, *(st for _, st in sounds[:1])] if s is not None}
         if video is None:
             self.bounds.without_video()
         t0 = self.media.start_offset_s
-        for frame in self._frames(container, [s for s in (video, audio) if s is not None]):
+        for index, frame in self._frames(container, [s for s in (video, *(st for _, st in sounds)) if s is not None]):
             if frame.time is None:
                 continue
-            cut = pictures if isinstance(frame, av.VideoFrame) else self.sound
+            cut = pictures if isinstance(frame, av.VideoFrame) else self.sounds.get(index)
             if cut is not None:
                 yield from cut.add(frame, float(frame.time) - t0)
             yield from self.errors.chunks()
-        for cut in (pictures, self.sound):
+        for cut in (pictures, *self.sounds.values()):
             if cut is not None:
                 yield from cut.flush()
         yield from self.errors.chunks()
@@ -519,15 +556,16 @@ class _DecodeErrors:
     def __init__(self, report: DecodeReport, bounds: _Bounds, *, t0: float) -> None:
         self.report, self.bounds, self.t0 = report, bounds, t0
         self.found: dict[str, list[tuple[float, float]]] = {"video": [], "audio": []}
+        self.tracks: dict[int, str] = {}  # the streams whose errors are reported, by index: their track
 
     def at(self, stream: av.stream.Stream, pts: int | None, duration: int | None) -> None:
-        if pts is None or stream.time_base is None:
+        if pts is None or stream.time_base is None or stream.index not in self.tracks:
             return
         t = float(pts * stream.time_base) - self.t0
         start, end = self.bounds.cut()
         if start - 1e-6 <= t < end - 1e-6:  # others belong to a neighbouring window
             length = float(duration * stream.time_base) if duration else 0.0
-            self.found[stream.type].append((t, length))
+            self.found[self.tracks[stream.index]].append((t, length))
             self.report.decode_errors += 1
 
     def chunks(self) -> Iterator[DecodeErrorChunk]:
@@ -564,12 +602,12 @@ class _AudioCut:
     """Audio frames, as planar float, into the window's one-second chunks. Until the window's
     keyframes are found, samples past where it may begin or end wait here."""
 
-    def __init__(self, window: _Window) -> None:
+    def __init__(self, window: _Window, track: str = "audio") -> None:
         self.report, self.t0, self.bounds = window.report, window.media.start_offset_s, window.bounds
-        self.warm_up_s = window.warm_up_s
+        self.warm_up_s, self.track = window.warm_up_s, track
         self.buffer: _AudioBuffer | None = None
         self.warm_up: _AudioBuffer | None = None  # the samples before the window, when asked for
-        self.waiting: list[tuple[np.ndarray, float, int]] = []
+        self.waiting: list[tuple[np.ndarray, float, int, tuple[str, ...]]] = []
         self.resampler = av.AudioResampler(format="fltp")
         self.done = False
 
@@ -580,7 +618,7 @@ class _AudioCut:
                 t = float(converted.time) - self.t0
             samples, rate = converted.to_ndarray(), converted.sample_rate
             if t + samples.shape[1] / rate > self.bounds.nominal_start - self.warm_up_s - 1e-6:  # else before any start it may have
-                self.waiting.append((samples, t, rate))
+                self.waiting.append((samples, t, rate, tuple(c.name for c in converted.layout.channels)))
             t += samples.shape[1] / rate
         yield from self._release()
 
@@ -590,31 +628,31 @@ class _AudioCut:
             return
         if self.buffer is None:
             start = self.bounds.cut()[0]
-            self.buffer = _AudioBuffer(start_s=start, end_s=math.inf)
+            self.buffer = _AudioBuffer(start_s=start, end_s=math.inf, track=self.track)
             if self.warm_up_s > 0:
-                self.warm_up = _AudioBuffer(start_s=start - self.warm_up_s, end_s=start)
+                self.warm_up = _AudioBuffer(start_s=start - self.warm_up_s, end_s=start, track=self.track)
         if self.bounds.end is not None:
             self.buffer.end_s = self.bounds.cut()[1]
         while self.waiting:
-            samples, t, rate = self.waiting[0]
+            samples, t, rate, names = self.waiting[0]
             if self.bounds.end is None and not final and t + samples.shape[1] / rate > self.bounds.nominal_end:
                 return  # may lie past the window's end, not known yet
             self.waiting.pop(0)
             if self.warm_up is not None:
-                yield from self._warm_up(samples, t, rate)
-            yield from self._counted(self.buffer.add(samples, t, rate))
+                yield from self._warm_up(samples, t, rate, names)
+            yield from self._counted(self.buffer.add(samples, t, rate, names))
         if self.buffer.done:
             self.done = True
 
-    def _warm_up(self, samples: np.ndarray | None, t: float, rate: int) -> Iterator[AudioChunk]:
+    def _warm_up(self, samples: np.ndarray | None, t: float, rate: int, names: tuple[str, ...] = ()) -> Iterator[AudioChunk]:
         """The samples before the window, all of them before any of the window's own (None: no more)."""
         assert self.warm_up is not None
-        chunks = self.warm_up.add(samples, t, rate) if samples is not None else []
+        chunks = self.warm_up.add(samples, t, rate, names) if samples is not None else []
         if samples is None or self.warm_up.done or t + samples.shape[1] / rate >= self.warm_up.end_s:
             chunks += self.warm_up.flush()
             self.warm_up = None
         for chunk in chunks:
-            yield AudioChunk(start_s=chunk.start_s, sample_rate=chunk.sample_rate, samples=chunk.samples, warm_up=True)
+            yield replace(chunk, warm_up=True)
 
     def flush(self) -> Iterator[AudioChunk]:
         yield from self._release(final=True)
@@ -625,7 +663,8 @@ class _AudioCut:
 
     def _counted(self, items: list[AudioChunk] | Iterator[AudioChunk]) -> Iterator[AudioChunk]:
         for item in items:
-            self.report.audio_samples += item.samples.shape[1]
+            if self.track == "audio":  # the window's metrics count the first audio track's samples
+                self.report.audio_samples += item.samples.shape[1]
             yield item
 
 
@@ -698,16 +737,18 @@ class _VideoBuffer:
 class _AudioBuffer:
     """Collects samples of [start_s, end_s) into chunks of about a second."""
 
-    def __init__(self, *, start_s: float, end_s: float) -> None:
+    def __init__(self, *, start_s: float, end_s: float, track: str = "audio") -> None:
         self.start_s = start_s
         self.end_s = end_s
+        self.track = track
+        self.channels: tuple[str, ...] = ()
         self.parts: list[np.ndarray] = []
         self.parts_start: float | None = None
         self.parts_samples = 0
         self.rate = 0
         self.done = False
 
-    def add(self, samples: np.ndarray, t: float, rate: int) -> list[AudioChunk]:
+    def add(self, samples: np.ndarray, t: float, rate: int, channels: tuple[str, ...] = ()) -> list[AudioChunk]:
         out: list[AudioChunk] = []
         n = samples.shape[1]
         first = max(0, math.ceil((self.start_s - t) * rate - 1e-6))
@@ -721,13 +762,13 @@ class _AudioBuffer:
         piece = samples[:, first:last]
         piece_start = t + first / rate
         expected = None if self.parts_start is None else self.parts_start + self.parts_samples / self.rate
-        if self.parts and (rate != self.rate or piece.shape[0] != self.parts[0].shape[0] or (
+        if self.parts and (rate != self.rate or piece.shape[0] != self.parts[0].shape[0] or channels != self.channels or (
             expected is not None and abs(piece_start - expected) > 1.5 / rate
         )):
             # A gap or a format change starts a new chunk so sample times stay exact.
             out.extend(self.flush())
         if not self.parts:
-            self.parts_start, self.rate = piece_start, rate
+            self.parts_start, self.rate, self.channels = piece_start, rate, channels
         self.parts.append(np.ascontiguousarray(piece, dtype=np.float32))
         self.parts_samples += piece.shape[1]
         if self.parts_samples >= AUDIO_CHUNK_SECONDS * rate:
@@ -738,6 +779,8 @@ class _AudioBuffer:
         if not self.parts or self.parts_start is None:
             return []
         samples = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts, axis=1)
-        chunk = AudioChunk(start_s=self.parts_start, sample_rate=self.rate, samples=samples)
+        chunk = AudioChunk(
+            start_s=self.parts_start, sample_rate=self.rate, samples=samples, track=self.track, channels=self.channels
+        )
         self.parts, self.parts_start, self.parts_samples = [], None, 0
         return [chunk]

@@ -43,7 +43,8 @@ NO_EVIDENCE_KINDS = {"signal_loss", "av_sync"}
 
 
 def has_evidence(event: DefectEvent) -> bool:
-    return event.defect.kind not in NO_EVIDENCE_KINDS and event.defect.track in ("video", "audio")
+    track = event.defect.track
+    return event.defect.kind not in NO_EVIDENCE_KINDS and (track in ("video", "audio") or track.startswith("audio:"))
 
 
 @dataclass
@@ -60,7 +61,7 @@ class EvidenceRecorder:
     start_s: float
     end_s: float
     thumbnails: list[tuple[float, np.ndarray]] = field(default_factory=list)
-    audio: list[_Snippet] = field(default_factory=list)
+    audio: dict[str, list[_Snippet]] = field(default_factory=dict)  # by track: "audio", "audio:N"
 
     def add_video(self, chunk: VideoChunk) -> None:
         spacing = max(0.0, (self.end_s - self.start_s) / MAX_THUMBNAILS)
@@ -73,7 +74,8 @@ class EvidenceRecorder:
     def add_audio(self, chunk: AudioChunk) -> None:
         step = max(1, chunk.sample_rate // SNIPPET_RATE)
         pcm = np.clip(np.round(chunk.samples[:, ::step] * 32767.0), -32768, 32767).astype(np.int16)
-        self.audio.append(_Snippet(start_s=chunk.start_s, rate=chunk.sample_rate // step, samples=pcm))
+        snippet = _Snippet(start_s=chunk.start_s, rate=chunk.sample_rate // step, samples=pcm)
+        self.audio.setdefault(chunk.track, []).append(snippet)
 
     def encode(self, event: DefectEvent) -> tuple[bytes, str] | None:
         """The evidence of one event (body, content type), or None when this window saw none of it."""
@@ -86,7 +88,7 @@ class EvidenceRecorder:
             return (encode_jpeg(chosen[1]), "image/jpeg") if chosen else None
         end = min(t0 + SNIPPET_S, d.end_s) if d.end_s - t0 >= 0.1 else t0 + SNIPPET_S
         parts = []
-        for snippet in self.audio:
+        for snippet in self.audio.get(d.track, []):
             first = max(0, math.ceil((t0 - snippet.start_s) * snippet.rate - 1e-6))
             last = min(snippet.samples.shape[1], math.ceil((end - snippet.start_s) * snippet.rate - 1e-6))
             if last > first and (not parts or parts[0].rate == snippet.rate):

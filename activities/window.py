@@ -82,7 +82,7 @@ def analyze_window(request: WindowRequest, *, settings: Settings | None = None) 
     location = results_location(request.results, settings) if request.results is not None or activity.in_activity() else None
     recorder = EvidenceRecorder(start_s=request.start_s, end_s=request.end_s) if location else None
     try:
-        warm_up = max((d.audio_warm_up_s for d in active.values()), default=0.0) if request.self_contained else 0.0
+        warm_up = max((d.audio_warm_up_s for _, d in active), default=0.0) if request.self_contained else 0.0
         chunks, report = decode_window(
             request.source, request.media, start_s=request.start_s, end_s=request.end_s, is_last=request.is_last,
             audio_warm_up_s=warm_up, heartbeat=_Heartbeat(), settings=settings,
@@ -106,8 +106,13 @@ def analyze_window(request: WindowRequest, *, settings: Settings | None = None) 
     return result
 
 
-def _detectors_for(request: WindowRequest, context: WindowContext) -> dict[str, detectors.Detector]:
-    """The enabled detectors that have a track to look at, each with its options and carried state."""
+# In a detector's carried state, the states of its runs over the source's other audio tracks, by track.
+_OTHER_TRACKS = "audio_tracks"
+
+
+def _detectors_for(request: WindowRequest, context: WindowContext) -> list[tuple[str, detectors.Detector]]:
+    """The enabled detectors that have a track to look at, each with its options and carried state;
+    an audio detector once per audio track (its state for the others nested in the first's)."""
     try:
         options = detectors.parse_options(request.options)
         names = detectors.resolve(request.detectors)
@@ -118,22 +123,32 @@ def _detectors_for(request: WindowRequest, context: WindowContext) -> dict[str, 
     media = request.media
     present = {"video": media.video is not None, "audio": media.audio is not None}
     present["av"] = present["video"] or present["audio"]
-    active: dict[str, detectors.Detector] = {}
+    others = [f"audio:{info.index}" for info in media.audio_tracks] if media.audio is not None else []
+    active: list[tuple[str, detectors.Detector]] = []
     for name in names:
         cls = detectors.REGISTRY[name]
         if not present[cls.track] or (cls.needs_both_tracks and not (present["video"] and present["audio"])):
             continue  # a video detector on an audio-only stream has nothing to look at
-        active[name] = cls(options=options.get(name) or cls.Options(), state=request.states.get(name), context=context)
+        state = dict(request.states.get(name) or {})
+        nested = state.pop(_OTHER_TRACKS, None) or {}
+        for track in ["audio", *others] if cls.track == "audio" else ["audio"]:
+            active.append((name, cls(
+                options=options.get(name) or cls.Options(), state=state if track == "audio" else nested.get(track),
+                context=context, audio_track=track,
+            )))
     return active
 
 
 def _feed(
     chunks: Iterable[VideoChunk | AudioChunk | DecodeErrorChunk], report: DecodeReport,
-    active: dict[str, detectors.Detector], context: WindowContext, recorder: EvidenceRecorder | None,
+    active: list[tuple[str, detectors.Detector]], context: WindowContext, recorder: EvidenceRecorder | None,
 ) -> None:
     """Every chunk to the detectors of its track (and small copies to the evidence recorder)."""
-    video_detectors = [d for d in active.values() if d.track in ("video", "av")]
-    audio_detectors = [d for d in active.values() if d.track in ("audio", "av")]
+    video_detectors = [d for _, d in active if d.track in ("video", "av")]
+    audio_detectors: dict[str, list[detectors.Detector]] = {}
+    for _, d in active:  # an "av" detector compares the picture with the first audio track
+        if d.track in ("audio", "av"):
+            audio_detectors.setdefault(d.audio_track, []).append(d)
     for chunk in chunks:
         if isinstance(chunk, VideoChunk):
             for detector in video_detectors:
@@ -141,21 +156,21 @@ def _feed(
             if recorder:
                 recorder.add_video(chunk)
         elif isinstance(chunk, AudioChunk) and chunk.warm_up:
-            for detector in audio_detectors:
+            for detector in audio_detectors.get(chunk.track, []):
                 if detector.audio_warm_up_s > 0:
                     detector.feed_audio(chunk)
         elif isinstance(chunk, AudioChunk):
             if recorder:
                 recorder.add_audio(chunk)
-            for detector in audio_detectors:
+            for detector in audio_detectors.get(chunk.track, []):
                 detector.feed_audio(chunk)
         else:
-            for detector in active.values():
+            for _, detector in active:
                 detector.feed_decode_errors(chunk)
 
 
 def _result(
-    request: WindowRequest, span: WindowSpan, report: DecodeReport, active: dict[str, detectors.Detector],
+    request: WindowRequest, span: WindowSpan, report: DecodeReport, active: list[tuple[str, detectors.Detector]],
     *, notify_targets: bool,
 ) -> WindowResult:
     result = WindowResult(
@@ -166,17 +181,32 @@ def _result(
         video_frames=report.video_frames, video_frames_dropped=report.video_frames_dropped,
         audio_samples=report.audio_samples,
     )
-    for name, detector in active.items():
+    languages = _languages(request.media)
+    for name, detector in active:
         output = detector.finish()
+        track = detector.audio_track
+        if detector.track == "audio" and languages.get(track):
+            for defect in [*(e.defect for e in output.events), *(e.defect for e in output.edges)]:
+                defect.details["language"] = languages[track]
         result.events.extend(output.events)
         result.edges.extend(output.edges)
-        result.gating = output.gating or result.gating
-        result.metrics.measures.update({k: round(v, 6) for k, v in output.measures.items()})
-        result.detectors.append(name)
-        if not request.self_contained:
+        prefix = "" if track == "audio" else f"{track}."
+        result.metrics.measures.update({f"{prefix}{k}": round(v, 6) for k, v in output.measures.items()})
+        if track == "audio":  # the stream's integrated loudness is its first audio track's
+            result.gating = output.gating or result.gating
+            result.detectors.append(name)
+        if not request.self_contained and track == "audio":
             result.states[name] = output.state
+        elif not request.self_contained:
+            result.states[name].setdefault(_OTHER_TRACKS, {})[track] = output.state
     result.events.sort(key=lambda e: (e.defect.start_s, e.defect.kind))
     return result
+
+
+def _languages(media: MediaInfo) -> dict[str, str | None]:
+    """Each audio track's language tag, by its track name on defects."""
+    tracks = [("audio", media.audio)] + [(f"audio:{info.index}", info) for info in media.audio_tracks]
+    return {track: info.language for track, info in tracks if info is not None}
 
 
 # A run that begins in a self-contained window less than this before its end (shorter than a

@@ -94,12 +94,16 @@ class AudioChunk:
 
     `warm_up`: samples from just before a self-contained window, for the detectors whose
     measure needs a few seconds of history (loudness) to start where it would have been.
+    `track`: which audio track ("audio": the first, "audio:N" the others); `channels`: the
+    name of each row in the track's layout ("FL", "FR", "FC", "LFE"...), empty when unknown.
     """
 
     start_s: float
     sample_rate: int
     samples: np.ndarray
     warm_up: bool = False
+    track: str = "audio"
+    channels: tuple[str, ...] = ()
 
 
 _AUDIO_GAP_S = 0.1  # a jump in sample times larger than this breaks the stream
@@ -256,15 +260,20 @@ class Detector(Generic[OptionsT, StateT]):
         if "name" in cls.__dict__ and "kind" not in cls.__dict__:
             cls.kind = cls.name
 
-    def __init__(self, *, options: DetectorOptions, state: dict[str, Any] | None, context: WindowContext):
+    def __init__(
+        self, *, options: DetectorOptions, state: dict[str, Any] | None, context: WindowContext, audio_track: str = "audio"
+    ):
         self.options = options  # type: ignore[assignment]
         self.state = self.State.model_validate(state or {})  # type: ignore[assignment]
         self.context = context
+        # An audio detector runs once per audio track: this one's ("audio", or "audio:N"), the
+        # track its defects are on and the chunks it is fed.
+        self.audio_track = audio_track
         min_duration_s = getattr(options, "min_duration_s", 0.0)
         self.trackers = {
             key: RunTracker(
                 kind=self.kind,
-                track=key if key in ("video", "audio") else self.track,  # type: ignore[arg-type]
+                track=self._defect_track(key),
                 min_duration_s=min_duration_s,
                 state=self._run_state(key),
                 reduce=self.run_reduce,
@@ -275,6 +284,11 @@ class Detector(Generic[OptionsT, StateT]):
             for key in self.runs
         }
         self.open_window()
+
+    def _defect_track(self, run: str) -> str:
+        """The track a run's defects are on: a run named after a track reports on it, any other on the detector's."""
+        track = run if run in ("video", "audio") else self.track
+        return self.audio_track if track == "audio" else track
 
     def _run_state(self, key: str) -> RunState:
         state = getattr(self.state, key) if key else self.state

@@ -13,7 +13,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
-from vqa.contracts import Defect, DefectEvent, RunEdge, Track, event_id
+from vqa.contracts import Defect, DefectEvent, RunEdge, event_id
 
 from .models import DetectorState
 
@@ -59,7 +59,7 @@ class RunTracker:
         self,
         *,
         kind: str,
-        track: Track,
+        track: str,
         min_duration_s: float,
         state: RunState,
         reduce: Reduce = "mean",
