@@ -13,10 +13,12 @@ from .base import AudioChunk, Detector, DetectorOptions, DetectorOutput, VideoCh
 from .black import BlackDetector, BlackOptions
 from .blockiness import BlockinessDetector
 from .blur import BlurDetector
+from .channel_silence import ChannelSilenceDetector
 from .clipping import ClippingDetector
 from .decode_error import DecodeErrorDetector
 from .freeze import FreezeDetector, FreezeOptions
 from .loudness import LoudnessDetector
+from .phase_inverted import PhaseInvertedDetector
 from .signal_loss import SignalLossDetector
 from .silence import SilenceDetector
 
@@ -33,6 +35,8 @@ REGISTRY: dict[str, type[Detector]] = {
         DecodeErrorDetector,
         SignalLossDetector,
         AvSyncDetector,
+        ChannelSilenceDetector,
+        PhaseInvertedDetector,
     )
 }
 
