@@ -492,7 +492,7 @@ class _Window:
                 chosen = self.bounds.video_packet(packet, t)
                 self.report.video_packets_skipped += self.bounds.start is None
                 yield from chosen
-            elif not self.sounds[packet.stream.index].done:
+            elif (sound := self.sounds.get(packet.stream.index)) is not None and not sound.done:
                 yield packet
             if self.bounds.video_done and self._audio_done:
                 return
