@@ -12,8 +12,14 @@ import detectors
 from vqa.contracts import (
     ANALYZE_WINDOW,
     NOTIFY_DEFECTS,
+    PROBE_CHANNEL,
     PROBE_SOURCE,
+    WATCH_MANIFESTS,
     WRITE_REPORT,
+    ChannelInfo,
+    ChannelProbeRequest,
+    ManifestWatchRequest,
+    ManifestWatchResult,
     MediaInfo,
     NotifyRequest,
     ProbeRequest,
@@ -23,11 +29,11 @@ from vqa.contracts import (
 )
 from vqa.settings import Settings
 
-from . import notify, results, window
+from . import channel, manifest, notify, results, window
 
 
 class StreamActivities:
-    """`probe_source`, `analyze_window`, `write_report` and `notify_defects` for a worker.
+    """`probe_source`, `probe_channel`, `analyze_window`, `write_report` and `notify_defects` for a worker.
 
     With `only_detectors`, the worker serves one detector group on its own task queue:
     it registers `analyze_window` alone, and refuses a window that asks for detectors
@@ -43,6 +49,16 @@ class StreamActivities:
     def probe_source(self, request: ProbeRequest) -> MediaInfo:
         """Open the source and describe its tracks; fails non-retryably on bad input."""
         return window.probe_source(request, settings=self.settings)
+
+    @activity.defn(name=PROBE_CHANNEL)
+    def probe_channel(self, request: ChannelProbeRequest) -> ChannelInfo:
+        """Read a master playlist's renditions (none: the source is one stream) and their health."""
+        return channel.probe_channel(request, settings=self.settings)
+
+    @activity.defn(name=WATCH_MANIFESTS)
+    def watch_manifests(self, request: ManifestWatchRequest) -> ManifestWatchResult:
+        """Watch a live channel's playlists until a manifest check opens or closes."""
+        return manifest.watch_manifests(request, settings=self.settings)
 
     @activity.defn(name=ANALYZE_WINDOW)
     def analyze_window(self, request: WindowRequest) -> WindowResult:
@@ -65,4 +81,7 @@ class StreamActivities:
         """What the worker registers: every activity, or a detector group's `analyze_window` alone."""
         if self.only_detectors is not None:
             return [self.analyze_window]
-        return [self.probe_source, self.analyze_window, self.write_report, self.notify_defects]
+        return [
+            self.probe_source, self.probe_channel, self.watch_manifests, self.analyze_window, self.write_report,
+            self.notify_defects,
+        ]

@@ -75,6 +75,11 @@ def _add_start(p: argparse.ArgumentParser) -> None:
         "--parallel", type=int, default=4, metavar="N",
         help="windows of a file or VOD playlist analysed at once, on any workers (default 4; live: always 1)",
     )
+    p.add_argument(
+        "--renditions", metavar="NAME,NAME",
+        help="a channel (HLS master playlist): decode only these renditions (names as `status` lists them, or "
+        "lowest, highest); default all. Manifest checks always cover all",
+    )
     p.add_argument("--detectors", help="comma-separated detectors to run (default: all): " + ",".join(detectors.REGISTRY))
     p.add_argument("--set", action="append", metavar="DET.OPTION=VALUE", help="a detector option, repeatable")
     p.add_argument(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vqa.contracts import Defect, StreamReport, StreamStatus
+from vqa.contracts import Defect, RenditionStatus, StreamReport, StreamStatus
 
-_HEADER = f"{'KIND':<12} {'TRACK':<6} {'START':>9} {'END':>9} {'DURATION':>9} {'VALUE':>10}"
+_HEADER = f"{'KIND':<14} {'TRACK':<8} {'START':>9} {'END':>9} {'DURATION':>9} {'VALUE':>10}"
 
 
 def defect_table(rows: list[tuple[Defect, str | None]]) -> list[str]:
@@ -15,7 +15,7 @@ def defect_table(rows: list[tuple[Defect, str | None]]) -> list[str]:
     lines = ["", _HEADER, "-" * len(_HEADER)]
     for d, note in rows:
         value = "" if d.value is None else f"{d.value:.4g}"
-        line = f"{d.kind:<12} {d.track:<6} {d.start_s:>9.2f} {d.end_s:>9.2f} {d.duration_s:>9.2f} {value:>10}"
+        line = f"{d.kind:<14} {d.track:<8} {d.start_s:>9.2f} {d.end_s:>9.2f} {d.duration_s:>9.2f} {value:>10}"
         lines.append(line if note is None else f"{line} {note}".rstrip())
     return lines
 
@@ -35,12 +35,35 @@ def format_report(report: StreamReport) -> str:
         lines.append(f"results {report.results_uri}")
     if report.report_html_uri:
         lines.append(f"html    {report.report_html_uri}")
+    if report.renditions:
+        lines += rendition_table([
+            RenditionStatus(name=r.name, type=r.type, decoded=r.report is not None or r.error is not None,
+                            state=r.report.status if r.report else ("failed" if r.error else "skipped"),
+                            position_s=(r.report.analysed_s or 0.0) if r.report else 0.0, error=r.error)
+            for r in report.renditions
+        ])
     if not report.defects:
         lines.append("no defects found")
         return "\n".join(lines)
-    lines += defect_table([(d, None) for d in report.defects])
+    lines += defect_table([(d, _where(d)) for d in report.defects])
     lines.append(f"{len(report.defects)} defect(s)")
     return "\n".join(lines)
+
+
+def _where(d: Defect) -> str | None:
+    """A channel's defect: its scope and the renditions it was seen on."""
+    if "renditions" not in d.details:
+        return None
+    return f"{d.details.get('scope', '')} {','.join(d.details['renditions'])}".strip()
+
+
+def rendition_table(renditions: list[RenditionStatus]) -> list[str]:
+    """A channel's renditions: name, type, state, position, open defects (or error)."""
+    lines = ["", f"{'RENDITION':<16} {'TYPE':<6} {'STATE':<10} {'POSITION':>9}  OPEN DEFECTS"]
+    for r in renditions:
+        opened = ", ".join(sorted({d.kind for d in r.open_defects})) or (f"error: {r.error}" if r.error else "")
+        lines.append(f"{r.name:<16} {r.type:<6} {r.state:<10} {r.position_s:>9.1f}  {opened}".rstrip())
+    return lines
 
 
 def format_status(status: StreamStatus) -> str:
@@ -56,7 +79,10 @@ def format_status(status: StreamStatus) -> str:
         edge = f"{status.live_edge_s:.1f} s" if status.live_edge_s is not None else "unknown"
         lag = f"{status.lag_s:.1f} s" if status.lag_s is not None else "unknown"
         lines.append(f"live   edge {edge}  lag {lag}")
-    rows: list[tuple[Defect, str | None]] = [(d, "") for d in status.defects] + [(d, "open") for d in status.open_defects]
+    if status.renditions:
+        lines += rendition_table(status.renditions)
+    rows: list[tuple[Defect, str | None]] = [(d, _where(d) or "") for d in status.defects]
+    rows += [(d, f"open {_where(d) or ''}".strip()) for d in status.open_defects]
     if not rows:
         lines.append("no defects so far")
         return "\n".join(lines)

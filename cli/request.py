@@ -74,6 +74,7 @@ def build_request(args: argparse.Namespace, source: str) -> StreamRequest:
             options=options,
             windows_per_run=args.windows_per_run,
             parallel=args.parallel,
+            renditions=_names(args.renditions) if getattr(args, "renditions", None) else [],
             results=_normalise_results(args.results),
             notify_url=args.notify,
         )

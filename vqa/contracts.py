@@ -276,6 +276,15 @@ class StreamRequest(_Model):
         description="keep the stream's search attributes (vqa/search_attributes.py) up to date; the starter sets it "
         "when the namespace has them registered",
     )
+    renditions: list[str] = Field(
+        default_factory=list,
+        description="a channel (HLS master playlist): the renditions decoded, by name, or 'lowest'/'highest' "
+        "(of the video ladder); empty: all. Manifest checks always cover all",
+    )
+    channel: str | None = Field(
+        default=None,
+        description="set on a channel's child workflows: the channel's stream id (this stream is one of its renditions)",
+    )
 
     @field_validator("detector_groups")
     @classmethod
@@ -330,6 +339,81 @@ class StreamRequest(_Model):
         return value
 
 
+RenditionType = Literal["video", "audio"]
+RENDITION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class RenditionInfo(_Model):
+    """One rendition of a channel's ladder, as its master playlist lists it (CONTRACT.md, Channels)."""
+
+    name: str = Field(description="unique in the channel: 720p, audio-en, ... (its child stream is ID.NAME)")
+    uri: str
+    type: RenditionType
+    bandwidth: int | None = None
+    width: int | None = None
+    height: int | None = None
+    language: str | None = None
+    codecs: str | None = None
+
+
+class ChannelProbeRequest(_Model):
+    source: str
+
+
+class ChannelInfo(_Model):
+    """What `probe_channel` found: the renditions of a master playlist (none: the source is not a
+    channel, analyse it as one stream), and the manifest problems seen while loading them."""
+
+    renditions: list[RenditionInfo] = Field(default_factory=list)
+    live: bool = False
+    target_duration_s: float | None = None
+    defects: list[Defect] = Field(default_factory=list, description="manifest_error defects found by the probe")
+
+
+class PlaylistState(_Model):
+    """What the manifest watch remembers of one rendition's live playlist between its polls."""
+
+    name: str
+    media_sequence: int | None = None
+    segments: int = 0
+    edge_s: float = 0.0  # the playlist's end on its own timeline when last read
+    dated_edge: float | None = None  # epoch seconds of that end, when the playlist is dated
+    changed_at: float | None = None  # epoch seconds of its last change (a new segment, a new sequence)
+    checked_segment: str | None = None  # the newest segment whose availability was checked
+    ended: bool = False
+
+
+class ManifestWatchRequest(_Model):
+    """Input of `watch_manifests`: a live channel's renditions, watched until something changes."""
+
+    channel_id: str
+    renditions: list[RenditionInfo]
+    target_duration_s: float
+    playlists: list[PlaylistState] = Field(default_factory=list)
+    open_events: list[DefectEvent] = Field(default_factory=list)
+    watch_s: float = Field(default=300.0, gt=0, description="return after this long even when nothing changed")
+    poll_s: float | None = Field(default=None, description="between reloads; None: half the target duration (0.5-2 s)")
+
+
+class ManifestWatchResult(_Model):
+    playlists: list[PlaylistState]
+    events: list[DefectEvent] = Field(default_factory=list, description="manifest_error events opened or closed")
+    ended: bool = Field(False, description="every rendition's playlist has ended")
+
+
+class RenditionStatus(_Model):
+    """A channel's view of one rendition while it runs (its child workflow tells it)."""
+
+    name: str
+    type: RenditionType
+    decoded: bool = True
+    state: StreamState | Literal["pending", "skipped"] = "pending"
+    position_s: float = 0.0
+    live_edge_s: float | None = None
+    open_defects: list[Defect] = Field(default_factory=list)
+    error: str | None = None
+
+
 class StreamStatus(_Model):
     """Answer of the `status` query."""
 
@@ -346,6 +430,7 @@ class StreamStatus(_Model):
     live: bool = False
     live_edge_s: float | None = None
     lag_s: float | None = Field(default=None, description="how far analysis is behind the live edge")
+    renditions: list[RenditionStatus] = Field(default_factory=list, description="a channel: each rendition's state")
 
 
 class StreamReport(_Model):
@@ -377,6 +462,9 @@ class StreamReport(_Model):
     max_lag_s: float | None = Field(
         default=None, description="a live stream: the furthest its analysis fell behind the live edge, s"
     )
+    renditions: list[RenditionReport] = Field(
+        default_factory=list, description="a channel: every rendition, with its own report when it was decoded"
+    )
 
     @model_validator(mode="after")
     def _html_beside_json(self) -> StreamReport:
@@ -385,6 +473,17 @@ class StreamReport(_Model):
         if self.report_html_uri is None and (self.results_uri or "").endswith("report.json"):
             self.report_html_uri = (self.results_uri or "").removesuffix("report.json") + "report.html"
         return self
+
+
+class RenditionReport(RenditionInfo):
+    """A channel report's entry for one rendition: what the master playlist says, and its own report
+    (None when `--renditions` left it out, or it could not be loaded: `error` says)."""
+
+    report: StreamReport | None = None
+    error: str | None = None
+
+
+StreamReport.model_rebuild()
 
 
 class WriteReportRequest(_Model):
@@ -418,6 +517,8 @@ def workflow_id_for(stream_id: str) -> str:
 # Activity names, so workflows can call activities without importing their
 # modules (which pull in av and numpy).
 PROBE_SOURCE = "probe_source"
+PROBE_CHANNEL = "probe_channel"
+WATCH_MANIFESTS = "watch_manifests"
 ANALYZE_WINDOW = "analyze_window"
 WRITE_REPORT = "write_report"
 NOTIFY_DEFECTS = "notify_defects"

@@ -8,22 +8,29 @@ event opened in one window and closed several windows later is one defect.
 
 import asyncio
 from datetime import timedelta
+from urllib.parse import urlparse
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+from .channel import RENDITION_STATUS_SIGNAL, ChannelRun
+
 with workflow.unsafe.imports_passed_through():
     from vqa.contracts import (
         ANALYZE_WINDOW,
         NOTIFY_DEFECTS,
+        PROBE_CHANNEL,
         PROBE_SOURCE,
+        ChannelInfo,
+        ChannelProbeRequest,
         WRITE_REPORT,
         Defect,
         DefectEvent,
         MediaInfo,
         NotifyRequest,
         ProbeRequest,
+        RenditionStatus,
         StreamProgress,
         StreamReport,
         StreamRequest,
@@ -32,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         WindowRequest,
         WindowResult,
         WriteReportRequest,
+        workflow_id_for,
     )
     from vqa.stitch import apply_window, merge_group_results, report_defects, stitch_window
     from vqa import gating
@@ -64,6 +72,15 @@ _NOTIFY_RETRY = RetryPolicy(
 ANALYSIS_FAILED = "AnalysisFailed"
 
 _RECENT_DEFECTS_SHOWN = 10
+# A rendition tells its channel how it is doing at least every this many windows (and when its
+# open defects change).
+_RENDITION_STATUS_EVERY = 6
+
+
+def _may_be_channel(source: str) -> bool:
+    """A source that may be a channel (an HLS master playlist, a DASH manifest): the channel probe tells."""
+    path = (urlparse(source).path if "://" in source else source).lower()
+    return path.endswith((".m3u8", ".mpd"))
 
 
 def _cause_message(err: BaseException) -> str:
@@ -86,9 +103,25 @@ class StreamMonitorWorkflow:
         self.notifying: set[asyncio.Task[None]] = set()
         self.notifications_failed = 0
         self.sliver_s = SLIVER_S
+        self.channel: ChannelRun | None = None
+        self.told_channel: tuple[int, tuple[str, ...]] | None = None
 
     @workflow.run
     async def run(self, request: StreamRequest) -> StreamReport:
+        if self.progress is None and self.request.channel is None and _may_be_channel(self.request.source):
+            # Histories recorded before channels were monitored replay as the one stream they were.
+            if workflow.patched("channels"):
+                info = await self._probe_channel()
+                if info.renditions:
+                    try:
+                        self.channel = ChannelRun(self.request, info, attributes=initial_search_attributes)
+                    except ValueError as err:  # --renditions names what the ladder lacks
+                        self.state = "failed"
+                        report = await self._store(self._report(error=str(err)), best_effort=True)
+                        raise ApplicationError(str(err), report, type="InvalidRequest", non_retryable=True) from err
+                    if self.stop_requested:
+                        self.channel.stop()
+                    return await self.channel.run(self._store)
         if self.progress is None:
             media = await self._probe()
             self.progress = StreamProgress(media=media)
@@ -116,6 +149,8 @@ class StreamMonitorWorkflow:
 
     @workflow.query
     def status(self) -> StreamStatus:
+        if self.channel is not None:
+            return self.channel.status()
         p = self.progress
         return StreamStatus(
             stream_id=self.request.stream_id,
@@ -138,8 +173,31 @@ class StreamMonitorWorkflow:
         """End the analysis with status `stopped`: a file's window in progress is finished,
         a live window still waiting for media is cancelled."""
         self.stop_requested = True
+        if self.channel is not None:
+            self.channel.stop()
         if self.progress is not None and self.progress.media.live:
             self._cancel_windows()
+
+    @workflow.signal(name=RENDITION_STATUS_SIGNAL)
+    def rendition_status(self, update: RenditionStatus) -> None:
+        """A channel's rendition (a child workflow) telling how it is doing."""
+        if self.channel is not None:
+            self.channel.rendition_status(update)
+
+    async def _probe_channel(self) -> ChannelInfo:
+        """The renditions of a master playlist (none: the source is one stream)."""
+        try:
+            return await workflow.execute_activity(
+                PROBE_CHANNEL,
+                ChannelProbeRequest(source=self.request.source),
+                result_type=ChannelInfo,
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=_RETRY,
+            )
+        except ActivityError as err:
+            self.state = "failed"
+            report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
+            raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
     async def _probe(self) -> MediaInfo:
         try:
@@ -202,6 +260,33 @@ class StreamMonitorWorkflow:
         if (lag := self._lag_s()) is not None:
             p.max_lag_s = max(p.max_lag_s or 0.0, lag)
         self._publish()
+        self._tell_channel(p)
+
+    def _tell_channel(self, p: StreamProgress) -> None:
+        """A channel's rendition: signal the channel its state when its open defects changed, and
+        every few windows (its position); the channel's page and status show them."""
+        if self.request.channel is None:
+            return
+        opened = tuple(sorted(e.id for e in p.open_events))
+        told = self.told_channel
+        if told is not None and told[1] == opened and p.windows_done - told[0] < _RENDITION_STATUS_EVERY:
+            return
+        self.told_channel = (p.windows_done, opened)
+        name = self.request.stream_id.removeprefix(self.request.channel + ".")
+        update = RenditionStatus(
+            name=name, type="video" if p.media.video is not None else "audio", state=self.state,
+            position_s=self._position(), live_edge_s=p.live_edge_s, open_defects=[e.defect for e in p.open_events],
+        )
+        channel = workflow.get_external_workflow_handle(workflow_id_for(self.request.channel))
+        task = asyncio.create_task(self._signal_channel(channel, update))
+        self.notifying.add(task)
+        task.add_done_callback(self.notifying.discard)
+
+    async def _signal_channel(self, channel: workflow.ExternalWorkflowHandle[object], update: RenditionStatus) -> None:
+        try:
+            await channel.signal(RENDITION_STATUS_SIGNAL, update)
+        except Exception as err:  # the channel has ended: nobody to tell
+            workflow.logger.info("rendition status not delivered to its channel: %s", err)
 
     def _count_defects(self, result: WindowResult) -> None:
         """`vqa_defects` on the worker's Prometheus endpoint: counted here, where events are

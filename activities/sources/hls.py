@@ -69,6 +69,7 @@ class Playlist:
     segments: list[HlsSegment] = field(default_factory=list)
     ended: bool = False
     target_duration_s: float = 6.0
+    media_sequence: int = 0  # #EXT-X-MEDIA-SEQUENCE: the number of the first segment listed
     wall_start: float | None = None  # epoch seconds of the timeline's 0 (#EXT-X-PROGRAM-DATE-TIME), if dated
 
     @property
@@ -114,6 +115,8 @@ def _media_playlist(uri: str, lines: list[str], checks: SourcePolicy) -> Playlis
             date = _program_date(line.split(":", 1)[1])
         elif line.startswith("#EXT-X-TARGETDURATION:"):
             playlist.target_duration_s = float(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            playlist.media_sequence = _integer(line.split(":", 1)[1], uri)
         elif line.startswith("#EXTINF:"):
             duration = float(line.split(":", 1)[1].split(",")[0])
         elif line.startswith("#EXT-X-ENDLIST"):
@@ -149,6 +152,13 @@ def _media_playlist(uri: str, lines: list[str], checks: SourcePolicy) -> Playlis
             t += duration
             duration = byterange = None
     return playlist
+
+
+def _integer(value: str, uri: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise UnreadableSourceError(f"unreadable #EXT-X-MEDIA-SEQUENCE {value.strip()!r} in {uri}") from None
 
 
 def _attributes(text: str) -> dict[str, str]:

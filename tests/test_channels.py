@@ -1,0 +1,264 @@
+"""Channels: an HLS master playlist's every rendition monitored by its own child workflow.
+
+The ladders are made by FFmpeg's HLS muxer (`-var_stream_map`) from real footage (bikes.mp4)
+and a real voice (lena.wav) in two languages, served over HTTP on 127.0.0.1, with defects
+injected in the source (every rendition), in one video rendition, and in one language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from cli.worker import build_worker
+from support import hls
+from support.hls import LivePlaylist
+from support.ladder import LadderSpec, live_ladder, make_ladder
+from vqa.contracts import Defect, StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.runtime import connect
+from workflows import StreamMonitorWorkflow
+from workflows.channel import child_stream_id
+
+from . import realmedia
+from .conftest import TemporalServer, run_async, running_worker, start_stream
+
+SPEC = LadderSpec(
+    duration_s=20.0, black_everywhere=(4.0, 7.0), black_in={"136p": (12.0, 15.0)}, silence_in={"es": (9.0, 12.0)}
+)
+VIDEOS = ["272p", "204p", "136p", "96p"]
+ALL = VIDEOS + ["audio-en", "audio-es"]
+TOLERANCE_S = 0.25
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("ladder")
+    make_ladder(realmedia.fetch("bikes.mp4"), realmedia.fetch("lena.wav"), directory, SPEC)
+    return directory
+
+
+def _only(defects: list[Defect], kind: str) -> list[Defect]:
+    return [d for d in defects if d.kind == kind]
+
+
+def _analyse(server: TemporalServer, task_queue: str, directory: Path, **fields: object) -> tuple[StreamReport, Client | None]:
+    origin = hls.StaticServer(directory)
+    try:
+        async def scenario() -> StreamReport:
+            async with running_worker(server, task_queue) as client:
+                request = StreamRequest(
+                    stream_id=f"channel-{os.urandom(3).hex()}", source=f"{origin.url}/master.m3u8",
+                    window_seconds=5.0, **fields,  # type: ignore[arg-type]
+                )
+                return await (await start_stream(client, task_queue, request)).result()
+
+        return run_async(scenario()), None
+    finally:
+        origin.close()
+
+
+def test_every_rendition_is_a_child_and_defects_merge_by_scope(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path
+) -> None:
+    report, _ = _analyse(temporal_server, task_queue, ladder)
+    assert report.status == "completed", report.error
+    assert [r.name for r in report.renditions] == ALL
+    by_name = {r.name: r for r in report.renditions}
+    assert by_name["272p"].height == 272 and by_name["audio-es"].language == "es" and by_name["audio-es"].type == "audio"
+    for r in report.renditions:
+        assert r.report is not None and r.report.status == "completed", (r.name, r.error)
+        assert r.report.stream_id == child_stream_id(report.stream_id, r.name)
+        assert r.report.live_edge_s == pytest.approx(20.0, abs=0.1)
+        assert r.report.analysed_s is not None and r.report.analysed_s >= 19.5, "followed to the playlist's end"
+    # Each rendition's own report keeps its own defects: black in the source in every video
+    # rendition, the 136p black in 136p alone, the Spanish silence in audio-es alone.
+    for name in VIDEOS:
+        blacks = _only(by_name[name].report.defects, "black")  # type: ignore[union-attr]
+        assert len(blacks) == (2 if name == "136p" else 1), (name, blacks)
+    assert len(_only(by_name["audio-es"].report.defects, "silence")) == 1  # type: ignore[union-attr]
+    assert _only(by_name["audio-en"].report.defects, "silence") == []  # type: ignore[union-attr]
+
+    # The channel's defects: the source's black once, scope source; the rendition's black once.
+    blacks = _only(report.defects, "black")
+    assert len(blacks) == 2, blacks
+    source, one = blacks
+    assert source.details["scope"] == "source" and source.details["renditions"] == sorted(VIDEOS)
+    assert source.start_s == pytest.approx(4.0, abs=TOLERANCE_S) and source.end_s == pytest.approx(7.0, abs=TOLERANCE_S)
+    assert one.details["scope"] == "rendition" and one.details["renditions"] == ["136p"]
+    assert one.start_s == pytest.approx(12.0, abs=TOLERANCE_S) and one.end_s == pytest.approx(15.0, abs=TOLERANCE_S)
+    silences = _only(report.defects, "silence")
+    assert len(silences) == 1, silences
+    assert silences[0].details["renditions"] == ["audio-es"] and silences[0].details["scope"] == "rendition"
+    assert silences[0].details["language"] == "es" and silences[0].track == "audio"
+    assert silences[0].start_s == pytest.approx(9.0, abs=TOLERANCE_S) and silences[0].end_s == pytest.approx(12.0, abs=TOLERANCE_S)
+    assert _only(report.defects, "manifest_error") == []
+
+
+def test_renditions_limits_what_is_decoded_and_manifest_checks_cover_all(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "ladder"
+    shutil.copytree(ladder, broken)
+    (broken / "204p" / "index.m3u8").unlink()  # listed in the master, gone from the origin
+    report, _ = _analyse(temporal_server, task_queue, broken, renditions=["lowest", "highest"])
+    assert report.status == "completed", report.error
+    decoded = sorted(r.name for r in report.renditions if r.report is not None)
+    assert decoded == ["272p", "96p"]
+    missing = _only(report.defects, "manifest_error")
+    assert [(d.track, d.details["check"], d.details["renditions"]) for d in missing] == [
+        ("manifest", "rendition_missing", ["204p"])
+    ]
+    assert next(r for r in report.renditions if r.name == "204p").error
+    # Both decoded renditions show the source's black: one defect, seen on all that were decoded.
+    blacks = _only(report.defects, "black")
+    assert [(d.details["scope"], d.details["renditions"]) for d in blacks] == [("source", ["272p", "96p"])]
+
+
+def test_a_rendition_that_fails_is_named_and_the_others_go_on(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "ladder"
+    shutil.copytree(ladder, broken)
+    for segment in sorted((broken / "204p").glob("seg*.ts"))[6:]:
+        segment.unlink()  # its segments from 12 s on answer 404
+    report, _ = _analyse(temporal_server, task_queue, broken, renditions=["272p", "204p", "audio-en"])
+    assert report.status == "completed", report.error
+    by_name = {r.name: r for r in report.renditions}
+    failed = by_name["204p"]
+    assert failed.error is not None and "404" in failed.error
+    assert failed.report is not None and failed.report.status == "failed"
+    assert by_name["272p"].report is not None and by_name["272p"].report.status == "completed"
+    assert by_name["audio-en"].report is not None and by_name["audio-en"].report.status == "completed"
+    # 204p saw the source's black before it failed: the black is everywhere decoded.
+    blacks = _only(report.defects, "black")
+    assert [(d.details["scope"], d.details["renditions"]) for d in blacks] == [("source", ["204p", "272p"])]
+
+
+def test_a_bad_rendition_name_is_refused_with_the_ladder_named(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path
+) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        _analyse(temporal_server, task_queue, ladder, renditions=["1080p"])
+    message = str(failure.value.cause)
+    assert "1080p" in message and "272p" in message
+
+
+def test_a_media_playlist_is_still_one_stream(temporal_server: TemporalServer, task_queue: str, ladder: Path) -> None:
+    origin = hls.StaticServer(ladder)
+    try:
+        async def scenario() -> StreamReport:
+            async with running_worker(temporal_server, task_queue) as client:
+                request = StreamRequest(stream_id=f"one-{os.urandom(3).hex()}", source=f"{origin.url}/136p/index.m3u8",
+                                        window_seconds=5.0)
+                return await (await start_stream(client, task_queue, request)).result()
+
+        report = run_async(scenario())
+    finally:
+        origin.close()
+    assert report.renditions == [] and report.status == "completed"
+    assert len(_only(report.defects, "black")) == 2
+    assert workflow_id_for(report.stream_id).startswith("vqa-stream-")
+
+
+def _follow_live(
+    server: TemporalServer, task_queue: str, ladder: Path, *, hold: dict[str, int] | None = None, end: bool = True,
+    act: Callable[[float, StreamStatus, list[LivePlaylist]], bool] | None = None, window_s: float = 4.0,
+) -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
+    """A live ladder published in real time and followed as a channel; `act(elapsed, status, publishers)`
+    is called on every status (about every 0.25 s); True: stop the channel."""
+    master, publishers = live_ladder(ladder, hold=hold, end=end)
+    origin = hls.StaticServer(ladder)
+
+    async def scenario() -> tuple[StreamReport, list[tuple[float, StreamStatus]]]:
+        client = await connect(server.settings(task_queue))
+        # a live window waits for its media inside its activity: one slot per rendition, one for the watch
+        async with build_worker(client, task_queue=task_queue, max_concurrent_windows=8):
+            request = StreamRequest(stream_id=f"live-{os.urandom(3).hex()}", source=f"{origin.url}/{master}",
+                                    window_seconds=window_s)
+            handle = await start_stream(client, task_queue, request)
+            for publisher in publishers:
+                publisher.start()
+            began, seen, stopped = time.monotonic(), [], False
+            result = asyncio.ensure_future(handle.result())
+            while not result.done():
+                try:
+                    status = await handle.query(StreamMonitorWorkflow.status)
+                except Exception:  # noqa: BLE001 - the query may race the workflow's start
+                    status = None
+                if status is not None:
+                    seen.append((time.monotonic() - began, status))
+                    if act is not None and not stopped and act(seen[-1][0], status, publishers):
+                        await handle.signal(StreamMonitorWorkflow.stop)
+                        stopped = True
+                await asyncio.sleep(0.25)
+            return await result, seen
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        for publisher in publishers:
+            publisher.stop()
+        origin.close()
+
+
+def test_a_live_ladder_is_followed_in_real_time_on_every_rendition(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path
+) -> None:
+    live = tmp_path / "ladder"
+    shutil.copytree(ladder, live)
+    window_s = 4.0
+    report, seen = _follow_live(temporal_server, task_queue, live, window_s=window_s)
+    assert report.status == "completed", report.error
+    assert all(r.report is not None and r.report.status == "completed" for r in report.renditions), report.renditions
+    for r in report.renditions:
+        assert r.report is not None and r.report.media is not None and r.report.media.live, r.name
+        # every rendition's windows were done within one window of its live edge
+        assert r.report.max_lag_s is not None and r.report.max_lag_s <= window_s + 1.0, (r.name, r.report.max_lag_s)
+        assert r.report.live_edge_s == pytest.approx(20.0, abs=0.1)
+        assert r.report.analysed_s is not None and r.report.analysed_s >= 19.5, "followed to the playlist's end"
+    blacks = _only(report.defects, "black")
+    assert [(d.details["scope"], d.details["renditions"]) for d in blacks] == [
+        ("source", sorted(VIDEOS)), ("rendition", ["136p"])
+    ]
+    assert _only(report.defects, "manifest_error") == [], "a healthy live ladder has healthy manifests"
+    # While live, the channel's status listed every rendition running, their positions moving on.
+    running = [s for _, s in seen if s.state == "running" and s.renditions]
+    assert running and all(len(s.renditions) == len(ALL) for s in running)
+    assert any(all(r.state == "running" and r.position_s > 0 for r in s.renditions) for s in running)
+    black_seen = next((t for t, s in seen if any(d.kind == "black" for d in s.open_defects + s.defects)), None)
+    assert black_seen is not None and black_seen < 20.0, "the source's black showed while the ladder was live"
+
+
+def test_a_stale_rendition_playlist_is_a_manifest_error_and_stop_stops_every_rendition(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path
+) -> None:
+    live = tmp_path / "ladder"
+    shutil.copytree(ladder, live)
+    held_since: list[float] = []
+
+    def act(elapsed: float, status: StreamStatus, publishers: list[LivePlaylist]) -> bool:
+        stale = [d for d in status.open_defects if d.details.get("check") == "stale_playlist"]
+        if stale and not held_since:
+            held_since.append(elapsed)
+            next(p for p in publishers if p.path.parent.name == "96p").resume()
+        return bool(held_since) and elapsed > held_since[0] + 6.0
+
+    report, seen = _follow_live(temporal_server, task_queue, live, hold={"96p": 3}, end=False, act=act)
+    assert held_since, "the held playlist never showed as stale while live"
+    assert report.status == "stopped"
+    assert {r.name: r.report.status for r in report.renditions if r.report} == {name: "stopped" for name in ALL}
+    stale = [d for d in _only(report.defects, "manifest_error") if d.details["check"] == "stale_playlist"]
+    assert [d.details["renditions"] for d in stale] == [["96p"]], stale
+    # opened after 1.5 target durations (3 s) without an update, closed when it grew again
+    assert stale[0].value is not None and stale[0].value >= 3.0 and stale[0].start_s == pytest.approx(6.0, abs=0.1)
+    drift = [d for d in _only(report.defects, "manifest_error") if d.details["check"] == "rendition_drift"]
+    assert drift and all(d.details["renditions"] == ["96p"] for d in drift), drift
