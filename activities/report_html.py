@@ -3,9 +3,10 @@
 `write_report` renders it from the report and what the windows already wrote
 to the results location (their documents' `metrics.measures`, the defects'
 evidence), so nothing more travels through the workflow. The page needs no
-network and no script: the timeline is inline SVG, the evidence is embedded
-as data: URIs (a WAV too big to embed is linked, relative to the page), and
-it reads on a phone as well as on a desktop.
+network and no script: the timeline is inline SVG (a channel's lanes, one per
+rendition, are positioned boxes), the evidence is embedded as data: URIs (a WAV
+too big to embed is linked, relative to the page), and it reads on a phone as
+well as on a desktop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-from vqa.contracts import Defect, StreamReport, WindowMetrics, WindowResult
+from vqa.contracts import Defect, RenditionReport, StreamReport, WindowMetrics, WindowResult
 from vqa.settings import Settings
 
 from .errors import UnreadableSourceError
@@ -40,6 +43,8 @@ EMBED_TOTAL_BYTES = 8 * 1024 * 1024
 _READ_THREADS = 16
 _WIDTH = 1000  # SVG user units across the whole timeline
 _LANE_HEIGHT = 18
+_CHANNEL_LANE_HEIGHT = 34  # px: a rendition's name over its type and state
+_WRAP = ' class="wrap"'  # a cell of remote text (a name, a URI, an error), broken anywhere to fit
 _CHART_HEIGHT = 36
 
 _KIND_ORDER = (
@@ -48,7 +53,7 @@ _KIND_ORDER = (
 _KIND_COLOURS = {
     "black": "#222222", "freeze": "#1f77b4", "blockiness": "#d62728", "blur": "#8c564b", "silence": "#9467bd",
     "clipping": "#ff7f0e", "loudness": "#e377c2", "av_sync": "#17becf", "decode_error": "#bcbd22",
-    "signal_loss": "#7f7f7f",
+    "signal_loss": "#7f7f7f", "manifest_error": "#5d4037",
 }
 _EXTRA_COLOURS = ("#2ca02c", "#6b4c9a", "#b8860b", "#008080")
 # How each kind's value reads (CONTRACT.md); fractions are shown as percentages.
@@ -179,14 +184,19 @@ def render_report_html(
 ) -> str:
     """The whole page: header, timeline (defect lanes, one curve per measure), defect table.
 
+    A channel's (a report with `renditions`) has one lane per rendition instead of one per
+    kind, a table of its renditions, and its defects' scope and renditions in the table.
     `evidence` maps a defect's `details["evidence"]` URI to its bytes. Pure: no I/O.
     """
     span_s = _span(report, windows)
+    channel = bool(report.renditions)
+    lanes = _channel_lanes(report, span_s) if channel else _kind_lanes(report.defects, span_s)
     body = [
         _header(report, windows),
         *(f'<p class="note">{_e(note)}</p>' for note in notes),
-        _timeline(report.defects, windows, span_s),
-        _defect_table(report.defects, evidence),
+        _timeline(lanes, windows, span_s, channel=channel),
+        *([_rendition_table(report)] if channel else []),
+        _defect_table(report.defects, evidence, channel=channel),
     ]
     title = f"VQA report: {report.stream_id}"
     return (
@@ -206,6 +216,10 @@ def _span(report: StreamReport, windows: list[WindowResult]) -> float:
     ends = [w.end_s for w in windows] + [d.end_s for d in report.defects]
     if report.media is not None:
         ends.append(report.media.duration_s)
+    for own in (r.report for r in report.renditions if r.report is not None):
+        ends += [d.end_s for d in own.defects] + [own.analysed_s or 0.0]
+        if own.media is not None:
+            ends.append(own.media.duration_s)
     return max([*ends, 0.0]) or 1.0
 
 
@@ -243,7 +257,11 @@ def _header(report: StreamReport, windows: list[WindowResult]) -> str:
         if media.audio is not None:
             a = media.audio
             rows.append(("audio", _e(f"{a.codec} {a.sample_rate} Hz, {a.channels} ch")))
-    rows.append(("windows", f"{report.windows} × {report.window_seconds:g} s ({len(windows)} with results)"))
+    if report.renditions:
+        rows.append(("renditions", _e(_rendition_summary(report.renditions))))
+        rows.append(("windows", f"{report.windows} × {report.window_seconds:g} s, across its renditions"))
+    else:
+        rows.append(("windows", f"{report.windows} × {report.window_seconds:g} s ({len(windows)} with results)"))
     rows.append(("defects", str(len(report.defects))))
     if report.results_uri:
         rows.append(("report.json", _e(report.results_uri)))
@@ -272,44 +290,47 @@ def _kinds(defects: list[Defect]) -> list[str]:
     return [k for k in _KIND_ORDER if k in present] + sorted(present - set(_KIND_ORDER))
 
 
-def _timeline(defects: list[Defect], windows: list[WindowResult], span_s: float) -> str:
-    parts = ['<section id="timeline"><h2>Timeline</h2>', _ticks(span_s)]
+def _kind_lanes(defects: list[Defect], span_s: float) -> str:
+    """A stream's defects: one lane per kind, each defect a band in its lane."""
     kinds = _kinds(defects)
-    if kinds:
-        lanes = []
-        for lane, kind in enumerate(kinds):
-            y = lane * _LANE_HEIGHT
+    if not kinds:
+        return '<p class="none">No defects.</p>'
+    lanes = []
+    for lane, kind in enumerate(kinds):
+        y = lane * _LANE_HEIGHT
+        lanes.append(f'<rect class="lane-bg" x="0" y="{y + 1}" width="{_WIDTH}" height="{_LANE_HEIGHT - 2}"/>')
+        for number, d in enumerate(defects):
+            if d.kind != kind:
+                continue
+            x0 = _x(d.start_s, span_s)
+            width = max(_x(d.end_s, span_s) - x0, 3.0)  # a short defect on a long stream stays visible
+            label = f"{d.kind} ({d.track}) {_clock(d.start_s)}–{_clock(d.end_s)}, {d.duration_s:.2f} s"
             lanes.append(
-                f'<rect class="lane-bg" x="0" y="{y + 1}" width="{_WIDTH}" height="{_LANE_HEIGHT - 2}"/>'
+                f'<a href="#defect-{number + 1}"><rect class="defect-band" data-kind="{_e(d.kind)}" '
+                f'data-track="{_e(d.track)}" data-start="{d.start_s:.3f}" data-end="{d.end_s:.3f}" '
+                f'x="{x0}" y="{y + 2}" width="{width:.2f}" height="{_LANE_HEIGHT - 4}" fill="{_colour(kind)}">'
+                f"<title>{_e(label)}</title></rect></a>"
             )
-            for number, d in enumerate(defects):
-                if d.kind != kind:
-                    continue
-                x0 = _x(d.start_s, span_s)
-                width = max(_x(d.end_s, span_s) - x0, 3.0)  # a short defect on a long stream stays visible
-                label = f"{d.kind} ({d.track}) {_clock(d.start_s)}–{_clock(d.end_s)}, {d.duration_s:.2f} s"
-                lanes.append(
-                    f'<a href="#defect-{number + 1}"><rect class="defect-band" data-kind="{_e(d.kind)}" '
-                    f'data-track="{_e(d.track)}" data-start="{d.start_s:.3f}" data-end="{d.end_s:.3f}" '
-                    f'x="{x0}" y="{y + 2}" width="{width:.2f}" height="{_LANE_HEIGHT - 4}" fill="{_colour(kind)}">'
-                    f"<title>{_e(label)}</title></rect></a>"
-                )
-        labels = "".join(
-            f'<li style="height:{_LANE_HEIGHT}px"><i style="background:{_colour(k)}"></i>{_e(k)}</li>' for k in kinds
-        )
-        height = len(kinds) * _LANE_HEIGHT
-        parts.append(
-            f'<div class="lanes"><ul class="lane-labels">{labels}</ul>'
-            f'<svg class="defect-lanes" viewBox="0 0 {_WIDTH} {height}" preserveAspectRatio="none" '
-            f'style="height:{height}px" role="img" aria-label="defects by kind">{"".join(lanes)}</svg></div>'
-        )
-    else:
-        parts.append('<p class="none">No defects.</p>')
+    labels = "".join(
+        f'<li style="height:{_LANE_HEIGHT}px"><i style="background:{_colour(k)}"></i>{_e(k)}</li>' for k in kinds
+    )
+    height = len(kinds) * _LANE_HEIGHT
+    return (
+        f'<div class="lanes"><ul class="lane-labels">{labels}</ul>'
+        f'<svg class="defect-lanes" viewBox="0 0 {_WIDTH} {height}" preserveAspectRatio="none" '
+        f'style="height:{height}px" role="img" aria-label="defects by kind">{"".join(lanes)}</svg></div>'
+    )
+
+
+def _timeline(lanes: str, windows: list[WindowResult], span_s: float, *, channel: bool = False) -> str:
+    opening = '<section id="timeline" class="channel">' if channel else '<section id="timeline">'
+    parts = [f"{opening}<h2>Timeline</h2>", _ticks(span_s), lanes]
     measures = sorted({name for w in windows for name in w.metrics.measures})
     for name in measures:
         parts.append(_measure_chart(name, windows, span_s))
     if not measures:
-        parts.append('<p class="none">No per-window measures.</p>')
+        none = "Each rendition's measures are on its own page." if channel else "No per-window measures."
+        parts.append(f'<p class="none">{none}</p>')
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -354,7 +375,8 @@ def _measure_chart(name: str, windows: list[WindowResult], span_s: float) -> str
     )
 
 
-def _defect_table(defects: list[Defect], evidence: dict[str, bytes]) -> str:
+def _defect_table(defects: list[Defect], evidence: dict[str, bytes], *, channel: bool = False) -> str:
+    """One row per defect; a channel's also say its scope and the renditions it was seen on."""
     if not defects:
         return '<section id="defects"><h2>Defects</h2><p class="none">No defects found.</p></section>'
     embedded = 0
@@ -362,19 +384,26 @@ def _defect_table(defects: list[Defect], evidence: dict[str, bytes]) -> str:
     for number, d in enumerate(defects, start=1):
         cell, size = _evidence_cell(d, evidence, budget=EMBED_TOTAL_BYTES - embedded)
         embedded += size
-        value = _value_text(d)
+        where = ""
+        if channel:
+            scope = str(d.details.get("scope") or ("manifest" if d.track == "manifest" else ""))
+            where = (
+                f'<td data-label="scope">{_e(scope)}</td>'
+                f'<td data-label="renditions" class="where">{_e(", ".join(_names(d)))}</td>'
+            )
         rows.append(
             f'<tr class="defect-row" id="defect-{number}" data-kind="{_e(d.kind)}" data-track="{_e(d.track)}" '
             f'data-start="{d.start_s:.3f}" data-end="{d.end_s:.3f}">'
             f'<td data-label="kind"><i class="swatch" style="background:{_colour(d.kind)}"></i>{_e(d.kind)}</td>'
-            f'<td data-label="track">{_e(d.track)}</td>'
+            f'<td data-label="track">{_e(d.track)}</td>{where}'
             f'<td data-label="start" class="num">{_clock(d.start_s)}</td>'
             f'<td data-label="end" class="num">{_clock(d.end_s)}</td>'
             f'<td data-label="duration" class="num">{d.duration_s:.2f} s</td>'
-            f'<td data-label="value" class="num">{_e(value)}</td>'
+            f'<td data-label="value" class="num">{_e(_value_text(d))}</td>'
             f'<td data-label="evidence" class="evidence">{cell}</td></tr>'
         )
-    head = "".join(f"<th>{h}</th>" for h in ("kind", "track", "start", "end", "duration", "value", "evidence"))
+    names = ("kind", "track", *(("scope", "renditions") if channel else ()), "start", "end", "duration", "value", "evidence")
+    head = "".join(f"<th>{h}</th>" for h in names)
     return (
         f'<section id="defects"><h2>Defects</h2><table class="defects"><thead><tr>{head}</tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></section>'
@@ -382,6 +411,9 @@ def _defect_table(defects: list[Defect], evidence: dict[str, bytes]) -> str:
 
 
 def _value_text(defect: Defect) -> str:
+    if defect.kind == "manifest_error":
+        check = str(defect.details.get("check") or "")
+        return f"{check} {_number(defect.value)}".strip()
     if defect.value is None:
         return ""
     if defect.kind in _FRACTION_KINDS:
@@ -411,6 +443,196 @@ def _evidence_cell(defect: Defect, evidence: dict[str, bytes], *, budget: int) -
             len(body),
         )
     return f'<a class="evidence-link" href="{_e(relative)}">{_e(name)}</a>', 0
+
+
+# ---------------------------------------------------------------- a channel: one lane per rendition
+
+
+def _rendition_state(rendition: RenditionReport) -> str:
+    """completed, stopped or failed as its own report says; failed with no report (it could not be
+    loaded or started); or not decoded (`--renditions` left it out)."""
+    if rendition.report is not None:
+        return rendition.report.status
+    return "failed" if rendition.error else "not decoded"
+
+
+def _rendition_error(rendition: RenditionReport) -> str | None:
+    return rendition.error or (rendition.report.error if rendition.report is not None else None)
+
+
+def _rendition_shape(rendition: RenditionReport) -> str:
+    """A video rendition's picture size, an audio rendition's language."""
+    if rendition.type == "audio":
+        return rendition.language or ""
+    if rendition.width and rendition.height:
+        return f"{rendition.width}×{rendition.height}"
+    return f"{rendition.height} lines" if rendition.height else ""
+
+
+def _rendition_summary(renditions: list[RenditionReport]) -> str:
+    states = Counter(_rendition_state(r) for r in renditions)
+    types = Counter(r.type for r in renditions)
+    kinds = ", ".join(f"{n} {t}" for t, n in sorted(types.items(), key=lambda tn: tn[0] != "video"))
+    return f"{len(renditions)} ({kinds}): " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+
+
+def _names(defect: Defect) -> list[str]:
+    """The renditions a channel defect names (`details.renditions`)."""
+    names = defect.details.get("renditions")
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def _own_page(channel: StreamReport, rendition: RenditionReport) -> str | None:
+    """The rendition's own page, relative to the channel's: both lie in the same results location."""
+    theirs = rendition.report.report_html_uri if rendition.report is not None else None
+    if not theirs or not channel.report_html_uri:
+        return None
+    mine, own = channel.report_html_uri.rsplit("/", 2), theirs.rsplit("/", 2)
+    if len(mine) != 3 or len(own) != 3 or mine[0] != own[0]:
+        return None
+    return f"../{quote(own[1], safe='')}/{quote(own[2], safe='')}"
+
+
+def _band(defect: Defect, number: int | None, *, span_s: float, lane: int, lanes: int, scope: str, where: str) -> str:
+    """One defect as a band over `lanes` lanes from `lane`, linked to its row of the table."""
+    left = 100.0 * _x(defect.start_s, span_s) / _WIDTH
+    width = 100.0 * _x(defect.end_s, span_s) / _WIDTH - left
+    top, height = lane * _CHANNEL_LANE_HEIGHT + 3, lanes * _CHANNEL_LANE_HEIGHT - 6
+    label = (
+        f"{defect.kind} ({defect.track}) {_clock(defect.start_s)}–{_clock(defect.end_s)}, "
+        f"{defect.duration_s:.2f} s; {scope}: {where}"
+    )
+    link = f' href="#defect-{number}"' if number is not None else ""
+    return (
+        f'<a class="defect-band band-{_e(scope)}"{link} data-kind="{_e(defect.kind)}" data-track="{_e(defect.track)}" '
+        f'data-start="{defect.start_s:.3f}" data-end="{defect.end_s:.3f}" data-scope="{_e(scope)}" '
+        f'data-renditions="{_e(where)}" title="{_e(label)}" style="left:{left:.3f}%;width:{width:.3f}%;'
+        f'top:{top}px;height:{height}px;background:{_colour(defect.kind)}"></a>'
+    )
+
+
+def _channel_row(defects: list[Defect], own: Defect, name: str) -> tuple[int, Defect] | None:
+    """The channel's defect (numbered as in the table) that `name`'s own defect is part of."""
+    for number, d in enumerate(defects, start=1):
+        overlaps = d.start_s <= own.end_s + 1e-6 and own.start_s <= d.end_s + 1e-6
+        if d.kind == own.kind and d.track == own.track and name in _names(d) and overlaps:
+            return number, d
+    return None
+
+
+def _lane_label(channel: StreamReport, rendition: RenditionReport) -> str:
+    state, error = _rendition_state(rendition), _rendition_error(rendition)
+    name = _e(rendition.name)
+    page = _own_page(channel, rendition)
+    if page is not None:
+        name = f'<a href="{_e(page)}">{name}</a>'
+    meta = " ".join(p for p in (rendition.type, _rendition_shape(rendition)) if p)
+    tip = f"{rendition.name}: {rendition.uri}" + (f" ({error})" if error else "")
+    return (
+        f'<li class="lane-label" data-lane="{_e(rendition.name)}" data-state="{_e(state)}" title="{_e(tip)}" '
+        f'style="height:{_CHANNEL_LANE_HEIGHT}px"><span class="lane-name">{name}</span>'
+        f'<span class="lane-meta">{_e(meta)} <span class="state state-{_e(state.replace(" ", "-"))}">'
+        f"{_e(state)}</span></span></li>"
+    )
+
+
+def _lane(rendition: RenditionReport, lane: int) -> str:
+    """The lane's ground: a note across it when the rendition has nothing to draw (not decoded, failed)."""
+    state, error = _rendition_state(rendition), _rendition_error(rendition)
+    note = f"{state}: {error}" if error else ("not decoded" if rendition.report is None else "")
+    text = f'<span class="lane-note">{_e(note)}</span>' if note else ""
+    return (
+        f'<div class="lane lane-{_e(state.replace(" ", "-"))}" data-lane="{_e(rendition.name)}" '
+        f'data-type="{_e(rendition.type)}" style="top:{lane * _CHANNEL_LANE_HEIGHT}px;'
+        f'height:{_CHANNEL_LANE_HEIGHT}px">{text}</div>'
+    )
+
+
+def _channel_lanes(report: StreamReport, span_s: float) -> str:
+    """A lane per rendition (video, then audio, so that a source band covers one block of lanes), and
+    one for the manifest when it has defects. A rendition's own defects are bands in its lane; a
+    source-scoped defect is one band across every lane of its type, instead of one per lane."""
+    renditions = sorted(report.renditions, key=lambda r: r.type != "video")
+    manifest = [(n, d) for n, d in enumerate(report.defects, start=1) if d.track == "manifest"]
+    first = 1 if manifest else 0
+    labels, ground, bands = [], [], []
+    if manifest:
+        labels.append(
+            f'<li class="lane-label" data-lane="manifest" style="height:{_CHANNEL_LANE_HEIGHT}px">'
+            '<span class="lane-name">manifest</span><span class="lane-meta">playlists</span></li>'
+        )
+        ground.append(f'<div class="lane" data-lane="manifest" style="top:0;height:{_CHANNEL_LANE_HEIGHT}px"></div>')
+        for number, d in manifest:
+            bands.append(_band(d, number, span_s=span_s, lane=0, lanes=1, scope="manifest", where=", ".join(_names(d))))
+    for lane, rendition in enumerate(renditions, start=first):
+        labels.append(_lane_label(report, rendition))
+        ground.append(_lane(rendition, lane))
+        for own in rendition.report.defects if rendition.report is not None else []:
+            found = _channel_row(report.defects, own, rendition.name)
+            if found is not None and found[1].details.get("scope") == "source":
+                continue  # drawn once, across the lanes
+            number = found[0] if found is not None else None
+            bands.append(_band(own, number, span_s=span_s, lane=lane, lanes=1, scope="rendition", where=rendition.name))
+    bands += _source_bands(report.defects, renditions, span_s=span_s, first=first)
+    height = (first + len(renditions)) * _CHANNEL_LANE_HEIGHT
+    kinds = _kinds(report.defects)
+    legend = "".join(f'<li><i style="background:{_colour(k)}"></i>{_e(k)}</li>' for k in kinds)
+    return (
+        f'<div class="lanes channel-lanes"><ul class="lane-labels">{"".join(labels)}</ul>'
+        f'<div class="lane-tracks" role="group" aria-label="defects by rendition" style="height:{height}px">'
+        f'{"".join(ground)}{"".join(bands)}</div></div>'
+        + (f'<ul class="legend">{legend}<li><i class="source-key"></i>source: every rendition of its type</li></ul>'
+           if kinds else '<p class="none">No defects.</p>')
+    )
+
+
+def _source_bands(defects: list[Defect], renditions: list[RenditionReport], *, span_s: float, first: int) -> list[str]:
+    """Each source-scoped defect as one band over the block of lanes of its type (video or audio)."""
+    types = {r.name: r.type for r in renditions}
+    bands = []
+    for number, d in enumerate(defects, start=1):
+        if d.details.get("scope") != "source":
+            continue
+        named = {types[n] for n in _names(d) if n in types}
+        kind = named.pop() if len(named) == 1 else ("audio" if d.track.startswith("audio") else "video")
+        lanes = [i for i, r in enumerate(renditions, start=first) if r.type == kind] or [
+            i for i, _ in enumerate(renditions, start=first)
+        ]
+        bands.append(_band(
+            d, number, span_s=span_s, lane=lanes[0], lanes=lanes[-1] - lanes[0] + 1, scope="source",
+            where=", ".join(_names(d)),
+        ))
+    return bands
+
+
+def _rendition_table(report: StreamReport) -> str:
+    """Every rendition as the master lists it, its state and error, and where its own page is."""
+    rows = []
+    for r in report.renditions:
+        state, error = _rendition_state(r), _rendition_error(r)
+        page = _own_page(report, r)
+        name = f'<a href="{_e(page)}">{_e(r.name)}</a>' if page else _e(r.name)
+        own = r.report
+        cells = (
+            ("rendition", name), ("type", _e(r.type)), ("size / lang", _e(_rendition_shape(r))),
+            ("bandwidth", _e(f"{r.bandwidth / 1e6:.3g} Mb/s" if r.bandwidth else "")),
+            ("state", f'<span class="state state-{_e(state.replace(" ", "-"))}">{_e(state)}</span>'),
+            ("windows", str(own.windows) if own is not None else ""),
+            ("defects", str(len(own.defects)) if own is not None else ""),
+            ("error", f'<span class="error">{_e(error)}</span>' if error else ""), ("playlist", _e(r.uri)),
+        )
+        tds = "".join(
+            f'<td data-label="{label}"{_WRAP if label in ("rendition", "error", "playlist") else ""}>{value}</td>'
+            for label, value in cells
+        )
+        rows.append(f'<tr class="rendition-row" data-rendition="{_e(r.name)}" data-state="{_e(state)}">{tds}</tr>')
+    head = "".join(f"<th>{h}</th>" for h in (
+        "rendition", "type", "picture / language", "bandwidth", "state", "windows", "defects", "error", "playlist",
+    ))
+    return (
+        f'<section id="renditions"><h2>Renditions</h2><table class="renditions"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></section>'
+    )
 
 
 _CSS = """
@@ -447,20 +669,48 @@ svg{display:block;width:100%}
 .measure figcaption{font-size:.75rem;display:flex;flex-wrap:wrap;gap:0 .6em;overflow-wrap:anywhere}
 .measure .range{color:#666}
 .measure-curve{fill:none;stroke:#1565c0;stroke-width:1.5;vector-effect:non-scaling-stroke}
-table.defects{border-collapse:collapse;width:100%;background:#fff}
-.defects th,.defects td{border-bottom:1px solid #e3e3e3;padding:.35rem .5rem;text-align:left;vertical-align:middle}
+table.defects,table.renditions{border-collapse:collapse;width:100%;background:#fff}
+:is(.defects,.renditions) th,:is(.defects,.renditions) td{border-bottom:1px solid #e3e3e3;padding:.35rem .5rem;text-align:left;vertical-align:middle}
 .defects .num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .evidence-image{display:block;width:128px;max-width:100%;height:auto;border-radius:3px;background:#000}
 .evidence-audio{width:220px;max-width:100%}
 .missing{color:#999}
+#timeline.channel{--label-w:10rem}
+.channel-lanes .lane-labels li{flex-direction:column;align-items:stretch;justify-content:center;gap:0;line-height:1.2}
+.lane-name,.lane-meta{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.lane-name{font-weight:600}
+.lane-meta{color:#555}
+.lane-tracks{position:relative;overflow:hidden}
+.lane{position:absolute;left:0;right:0;background:#f1f1f1;border-top:1px solid #fff;border-bottom:1px solid #fff;overflow:hidden}
+.lane-not-decoded{background:repeating-linear-gradient(135deg,#f4f4f4 0 6px,#e6e6e6 6px 12px)}
+.lane-failed{background:#fdecea}
+.lane-note{display:block;padding:0 .4em;font-size:.75rem;line-height:30px;color:#555;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.lane-failed .lane-note{color:#b71c1c}
+.channel-lanes .defect-band{position:absolute;display:block;min-width:3px;border-radius:2px}
+.band-source{opacity:.55;outline:2px dashed #000;outline-offset:-2px}
+.legend{list-style:none;display:flex;flex-wrap:wrap;gap:.2rem .9rem;margin:.4rem 0 0 var(--label-w);padding:0;font-size:.75rem}
+.legend li{display:flex;align-items:center;gap:.3em}
+.legend i{display:inline-block;width:.8em;height:.8em;border-radius:2px}
+.legend .source-key{background:#999;opacity:.55;outline:2px dashed #000;outline-offset:-2px;width:1.4em}
+.state{font-size:.8em;padding:0 .35em;border-radius:3px;background:#e8f5e9;color:#1b5e20}
+.state-failed{background:#fdecea;color:#b71c1c}
+.state-stopped{background:#fff3e0;color:#e65100}
+.state-not-decoded{background:#eee;color:#555}
+.renditions .error{color:#b71c1c}
+.renditions td{white-space:nowrap}
+.state{justify-self:start}
+.renditions td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:6rem}
+.defects .where{overflow-wrap:anywhere}
 a{color:#1565c0}
 @media (max-width:640px){
  main{padding:8px}
  #timeline{--label-w:4.6rem;padding:6px}
- table.defects,.defects tbody,.defects tr,.defects td{display:block;width:100%}
- .defects thead{display:none}
- .defects tr{border:1px solid #ddd;border-radius:6px;margin:.5rem 0;padding:.3rem .5rem}
- .defects td{border:0;padding:.15rem 0;display:grid;grid-template-columns:5.5rem minmax(0,1fr)}
- .defects td::before{content:attr(data-label);color:#666}
+ #timeline.channel{--label-w:6rem}
+ table:is(.defects,.renditions),:is(.defects,.renditions) :is(tbody,tr,td){display:block;width:100%}
+ :is(.defects,.renditions) thead{display:none}
+ :is(.defects,.renditions) tr{border:1px solid #ddd;border-radius:6px;margin:.5rem 0;padding:.3rem .5rem}
+ :is(.defects,.renditions) td{border:0;padding:.15rem 0;display:grid;grid-template-columns:5.5rem minmax(0,1fr)}
+ :is(.defects,.renditions) td::before{content:attr(data-label);color:#666}
+ .renditions td:empty{display:none}
 }
 """
