@@ -17,7 +17,7 @@ from vqa.settings import Settings
 
 from .common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, err, info
 from .connection import connect_or_start
-from .render import format_listing, format_status
+from .render import format_listing, format_status, rendition_statuses
 from .request import normalise_source
 
 _WORKFLOW_PREFIX = workflow_id_for("")
@@ -97,9 +97,10 @@ async def stream_status(client: Client, stream_id: str) -> StreamStatus:
     duration = report.media.duration_s if report.media else None
     return StreamStatus(
         stream_id=report.stream_id, source=report.source, state=report.status,
-        position_s=duration if duration is not None else 0.0, duration_s=duration,
+        position_s=duration if duration is not None else (report.analysed_s or 0.0), duration_s=duration,
         windows_done=report.windows, windows_total=report.windows, runs=report.runs,
         defects=report.defects, open_defects=[], live=bool(report.media and report.media.live),
+        renditions=rendition_statuses(report),
     )
 
 
@@ -146,6 +147,7 @@ async def list_streams(client: Client, *, limit: int, query: str = _STREAM_WORKF
             "start_time": execution.start_time.isoformat(),
             "close_time": execution.close_time.isoformat() if execution.close_time else None,
             "source": source,
+            **({"channel": execution.parent_id.removeprefix(_WORKFLOW_PREFIX)} if execution.parent_id else {}),
             **({"source_error": unreadable} if unreadable else {}),
             **_attributes(execution.typed_search_attributes),
         }

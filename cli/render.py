@@ -36,18 +36,23 @@ def format_report(report: StreamReport) -> str:
     if report.report_html_uri:
         lines.append(f"html    {report.report_html_uri}")
     if report.renditions:
-        lines += rendition_table([
-            RenditionStatus(name=r.name, type=r.type, decoded=r.report is not None or r.error is not None,
-                            state=r.report.status if r.report else ("failed" if r.error else "skipped"),
-                            position_s=(r.report.analysed_s or 0.0) if r.report else 0.0, error=r.error)
-            for r in report.renditions
-        ])
+        lines += rendition_table(rendition_statuses(report))
     if not report.defects:
         lines.append("no defects found")
         return "\n".join(lines)
     lines += defect_table([(d, _where(d)) for d in report.defects])
     lines.append(f"{len(report.defects)} defect(s)")
     return "\n".join(lines)
+
+
+def rendition_statuses(report: StreamReport) -> list[RenditionStatus]:
+    """A finished channel's renditions as `status` shows them: state, how far each got, or its error."""
+    return [
+        RenditionStatus(name=r.name, type=r.type, decoded=r.report is not None or r.error is not None,
+                        state=r.report.status if r.report else ("failed" if r.error else "skipped"),
+                        position_s=(r.report.analysed_s or 0.0) if r.report else 0.0, error=r.error)
+        for r in report.renditions
+    ]
 
 
 def _where(d: Defect) -> str | None:
@@ -96,7 +101,9 @@ def format_listing(streams: list[dict[str, Any]]) -> str:
     lines = []
     for s in streams:
         defects = f"{s['defects']} defect(s), {s['open_defects']} open" if "defects" in s else ""
-        lines.append(f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {defects:<24} {s['source'] or ('(encrypted)' if 'source_error' in s else '')}".rstrip())
+        source = s["source"] or ("(encrypted)" if "source_error" in s else "")
+        of = f"  (rendition of {s['channel']})" if s.get("channel") else ""
+        lines.append(f"{s['stream_id']:<32} {s['status']:<16} {s['start_time']}  {defects:<24} {source}{of}".rstrip())
     return "\n".join(lines)
 
 

@@ -8,13 +8,16 @@ injected in the source (every rendition), in one video rendition, and in one lan
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from cli.worker import build_worker
@@ -26,8 +29,8 @@ from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 from workflows.channel import child_stream_id
 
-from . import realmedia
-from .conftest import TemporalServer, run_async, running_worker, start_stream
+from . import cdp, realmedia
+from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream, worker_subprocess
 
 SPEC = LadderSpec(
     duration_s=20.0, black_everywhere=(4.0, 7.0), black_in={"136p": (12.0, 15.0)}, silence_in={"es": (9.0, 12.0)}
@@ -75,8 +78,7 @@ def test_every_rendition_is_a_child_and_defects_merge_by_scope(
     for r in report.renditions:
         assert r.report is not None and r.report.status == "completed", (r.name, r.error)
         assert r.report.stream_id == child_stream_id(report.stream_id, r.name)
-        assert r.report.live_edge_s == pytest.approx(20.0, abs=0.1)
-        assert r.report.analysed_s is not None and r.report.analysed_s >= 19.5, "followed to the playlist's end"
+        assert r.report.analysed_s == pytest.approx(20.0, abs=0.5)
     # Each rendition's own report keeps its own defects: black in the source in every video
     # rendition, the 136p black in 136p alone, the Spanish silence in audio-es alone.
     for name in VIDEOS:
@@ -262,3 +264,80 @@ def test_a_stale_rendition_playlist_is_a_manifest_error_and_stop_stops_every_ren
     assert stale[0].value is not None and stale[0].value >= 3.0 and stale[0].start_s == pytest.approx(6.0, abs=0.1)
     drift = [d for d in _only(report.defects, "manifest_error") if d.details["check"] == "rendition_drift"]
     assert drift and all(d.details["renditions"] == ["96p"] for d in drift), drift
+
+
+def test_the_starter_shows_a_channel_and_its_renditions(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path
+) -> None:
+    origin = hls.StaticServer(ladder)
+    sid = f"cli-{os.urandom(3).hex()}"
+    try:
+        with worker_subprocess(temporal_server.env(task_queue), tmp_path / "worker.log"):
+            done = run_starter(temporal_server, task_queue, f"{origin.url}/master.m3u8", "--stream-id", sid,
+                               "--renditions", "lowest,audio-es", "--window-seconds", "5", "--wait", timeout=240)
+            assert done.returncode == 0, done.stderr
+            status = run_starter(temporal_server, task_queue, "status", sid)
+            listed = run_starter(temporal_server, task_queue, "list", "--json")
+    finally:
+        origin.close()
+    # --wait's table: every rendition with its state, then the defects with their scope and renditions
+    lines = [line.split() for line in done.stdout.splitlines()]
+    states = {words[0]: words[2] for words in lines if words and words[0] in ALL}
+    assert states == {"272p": "skipped", "204p": "skipped", "136p": "skipped", "96p": "completed",
+                      "audio-en": "skipped", "audio-es": "completed"}, done.stdout
+    assert any(words[:2] == ["black", "video"] and words[-1] == "96p" for words in lines), done.stdout
+    assert any(words[:2] == ["silence", "audio"] and words[-1] == "audio-es" for words in lines), done.stdout
+    assert status.returncode == 0, status.stderr
+    assert {words[0]: words[2] for words in (line.split() for line in status.stdout.splitlines()) if words and words[0] in ALL} == states
+    streams = {s["stream_id"]: s for s in json.loads(listed.stdout)}
+    assert streams[f"{sid}.96p"]["channel"] == sid and streams[f"{sid}.audio-es"]["channel"] == sid
+    assert streams[f"{sid}.96p"]["source"].endswith("/96p/index.m3u8") and "channel" not in streams[sid]
+
+
+def test_the_temporal_ui_tells_a_channels_story(temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path) -> None:
+    """The channel's page lists its renditions, their state and the open manifest error; a
+    rendition's page names its channel as its parent (the UI, in headless Chromium)."""
+    live = tmp_path / "ladder"
+    shutil.copytree(ladder, live)
+    master, publishers = live_ladder(live, hold={"96p": 2}, end=False)
+    origin = hls.StaticServer(live)
+    sid = f"ui-{os.urandom(3).hex()}"
+
+    async def scenario() -> tuple[str, str, str]:
+        client = await connect(temporal_server.settings(task_queue))
+        async with build_worker(client, task_queue=task_queue, max_concurrent_windows=8):
+            request = StreamRequest(stream_id=sid, source=f"{origin.url}/{master}", window_seconds=2.0)
+            handle = await start_stream(client, task_queue, request)
+            for publisher in publishers:
+                publisher.start()
+            current, deadline = "", time.monotonic() + 60
+            while time.monotonic() < deadline:
+                metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+                current = metadata.current_details
+                if "stale_playlist" in current and current.count("| running |") == len(ALL):
+                    break
+                await asyncio.sleep(0.5)
+            child = client.get_workflow_handle(workflow_id_for(child_stream_id(sid, "96p")))
+            run_id = str((await child.describe()).run_id)
+            url = f"http://127.0.0.1:{temporal_server.ui_port}/namespaces/default/workflows/{child.id}/{run_id}"
+            page_text = await asyncio.to_thread(_ui_text, url, handle.id)
+            await handle.signal(StreamMonitorWorkflow.stop)
+            report = await handle.result()
+            return current, page_text, report.status
+
+    try:
+        current, page_text, status = asyncio.run(scenario())
+    finally:
+        for publisher in publishers:
+            publisher.stop()
+        origin.close()
+    assert status == "stopped"
+    for name in ALL:  # one row per rendition, running, with its own workflow id
+        assert re.search(rf"\| {re.escape(name)} \(`vqa-stream-{sid}\.{re.escape(name)}`\) \| \w+ \| running \|", current), current
+    assert re.search(r"\| stale_playlist \| manifest \| [\d.]+ \|  \| 96p \| open \|", current), current
+    assert workflow_id_for(sid) in page_text, "the rendition's page names its channel"
+
+
+def _ui_text(url: str, parent_id: str) -> str:
+    with cdp.live_page(url, width=1400, height=1100) as page:
+        return page.wait_for_text(parent_id, timeout_s=45)

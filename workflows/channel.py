@@ -41,6 +41,7 @@ STREAM_WORKFLOW = "StreamMonitorWorkflow"
 RENDITION_STATUS_SIGNAL = "rendition_status"
 # A live channel's manifest watch returns at least this often when nothing changes.
 _WATCH_S = 300.0
+_DEFECTS_SHOWN = 10
 _WATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                            maximum_interval=timedelta(seconds=30))
 
@@ -95,6 +96,7 @@ class ChannelRun:
                 STREAM_WORKFLOW, child, id=workflow_id_for(child.stream_id), result_type=StreamReport,
                 search_attributes=self.attributes(child) if self.attributes and child.search_attributes else None,
                 static_summary=f"rendition {name} of channel {self.request.stream_id}",
+                memo={"source": child.source, "channel": self.request.stream_id},  # `list` shows them
             )
             self.status_of[name].state = "probing"
             self.publish()
@@ -103,7 +105,7 @@ class ChannelRun:
         if watch is not None and not watch.done():
             watch.cancel()
         if watch is not None:
-            await asyncio.wait([watch])
+            await workflow.wait([watch])
         report = self.report()
         self.publish(report)
         return await store(report)
@@ -225,9 +227,20 @@ class ChannelRun:
             name = f"{s.name} (`{workflow_id_for(child_stream_id(self.request.stream_id, s.name))}`)" if s.decoded else s.name
             rows.append(f"| {name} | {s.type} | {s.state} | {s.position_s:.1f} | {opened} |")
         state = report.status if report is not None else self.state()
-        defects = report.defects if report is not None else self.status().defects
-        head = f"**{state}** · channel · {self.request.source}"
-        workflow.set_current_details("\n\n".join([head, "\n".join(rows), f"{len(defects)} channel defect(s)"]))
+        status = None if report is not None else self.status()
+        defects = report.defects if report is not None else status.defects  # type: ignore[union-attr]
+        opened = [] if status is None else status.open_defects
+        parts = [f"**{state}** · channel · {self.request.source}", "\n".join(rows),
+                 f"{len(defects) + len(opened)} channel defect(s)" + (f", {len(opened)} open" if opened else "")]
+        shown = [("open", d) for d in opened] + [("closed", d) for d in defects[-_DEFECTS_SHOWN:]]
+        if shown:
+            table = ["| defect | track | start s | scope | renditions | |", "|---|---|---|---|---|---|"]
+            for phase, d in shown:
+                what = d.details.get("check", d.kind) if d.kind == "manifest_error" else d.kind
+                table.append(f"| {what} | {d.track} | {d.start_s:.2f} | {d.details.get('scope', '')} | "
+                             f"{', '.join(d.details.get('renditions', []))} | {phase} |")
+            parts.append("\n".join(table))
+        workflow.set_current_details("\n\n".join(parts))
 
 
 def _open_report(request: StreamRequest, defects: list[Defect]) -> StreamReport:
