@@ -1,8 +1,8 @@
 """Regenerate the workflow histories that tests/test_replay.py replays: `python -m tests.record_histories`.
 
 Records, on a throw-away dev server: a plain stream, one that continues-as-new (each of its runs),
-one stopped by the stop signal, one with a detector group and search attributes, and one whose
-worker has no notification target. With names
+one stopped by the stop signal, one with a detector group and search attributes, one whose
+worker has no notification target, and a channel of two renditions (and one of its children). With names
 (`python -m tests.record_histories groups-search-attributes`) only those are written, so histories
 of older workflow versions stay and keep being replayed. Re-record only when a workflow change is meant to be incompatible
 (and running workflows have been drained); otherwise the replay test is what catches the change.
@@ -19,6 +19,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from cli.worker import build_worker
+from support import hls
 from vqa.contracts import StreamReport, StreamRequest, workflow_id_for
 from vqa.devserver import free_port, start_dev_server
 from vqa.runtime import Settings, connect
@@ -53,12 +54,21 @@ async def _record(client: Client, task_queue: str, clip: Path) -> None:
         # Defects, and no notification target anywhere: no notify_defects is scheduled
         # (WindowResult.notify_targets; "plain" was recorded before workers said so).
         quiet = await start("no-notify-target", window_seconds=2.0)
-        await asyncio.gather(plain.result(), split.result(), stopped.result(), groups.result(), quiet.result())
+        # A channel: a master playlist of two renditions, each a child workflow.
+        request = StreamRequest(stream_id="replay-channel", source=str(_ladder(clip)), results="none", window_seconds=2.0)
+        channel = await client.start_workflow(
+            StreamMonitorWorkflow.run, request, id=workflow_id_for(request.stream_id), task_queue=task_queue,
+            result_type=StreamReport,
+        )
+        await asyncio.gather(plain.result(), split.result(), stopped.result(), groups.result(), quiet.result(),
+                             channel.result())
         histories = {
             "plain": await plain.fetch_history(),
             "no-notify-target": await quiet.fetch_history(),
             "stopped": await stopped.fetch_history(),
             "groups-search-attributes": await groups.fetch_history(),
+            "channel": await channel.fetch_history(),
+            "channel-rendition": await client.get_workflow_handle(workflow_id_for("replay-channel.360p")).fetch_history(),
         }
         run_id = split.first_execution_run_id
         run = 1
@@ -79,6 +89,18 @@ async def _record(client: Client, task_queue: str, clip: Path) -> None:
             continue
         (HISTORIES / f"{name}.json").write_text(history.to_json())
         print(f"{name}: {len(history.events)} events")
+
+
+def _ladder(clip: Path) -> Path:
+    """A master playlist beside `clip` listing two renditions (both cut from it)."""
+    directory = clip.parent / "ladder"
+    for name in ("a", "b"):
+        hls.segment(clip, directory / name, segment_s=2.0)
+    (directory / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\na/vod.m3u8\n"
+        "#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x180\nb/vod.m3u8\n"
+    )
+    return directory / "master.m3u8"
 
 
 def main() -> None:
