@@ -1,6 +1,8 @@
 """A channel's manifest: the renditions an HLS master playlist lists, and their health.
 
-`probe_channel` reads the source once. A master playlist (`#EXT-X-STREAM-INF`) is a
+`probe_channel` reads the source once. A DASH MPD (`.mpd`) is a channel too: each video
+Representation a video rendition, each audio one an audio rendition (`_probe_dash`).
+A master playlist (`#EXT-X-STREAM-INF`) is a
 channel: each variant is a video rendition, each `#EXT-X-MEDIA` audio rendition with a
 URI an audio rendition, every one named (`720p`, `audio-en`) and loaded once, so a
 rendition the master lists but that cannot be loaded is a `manifest_error`
@@ -22,6 +24,7 @@ from vqa.settings import Settings
 
 from .errors import SourceUnavailableError, UnreadableSourceError
 from .policy import SourcePolicy, SourceRefusedError
+from .sources import dash
 from .sources.hls import Playlist, is_hls, load_playlist
 from .sources.transports import read_bytes, resolve
 
@@ -37,10 +40,11 @@ def manifest_error(check: str, start_s: float, end_s: float, *, value: float | N
 def probe_channel(request: ChannelProbeRequest, *, settings: Settings | None = None) -> ChannelInfo:
     """The renditions of `request.source` if it is a master playlist (else none), each loaded once."""
     settings = settings if settings is not None else Settings()
-    if not is_hls(request.source):
-        return ChannelInfo()
+    is_mpd = dash.is_dash(request.source) and dash.split_address(request.source)[1] is None
+    if not is_hls(request.source) and not is_mpd:
+        return ChannelInfo()  # a DASH Representation (`#representation=`) is one stream
     try:
-        return _probe(request.source, settings)
+        return _probe_dash(request.source, settings) if is_mpd else _probe(request.source, settings)
     except SourceRefusedError as exc:
         raise ApplicationError(str(exc), type="SourceRefused", non_retryable=True) from exc
     except UnreadableSourceError as exc:
@@ -68,6 +72,32 @@ def _probe(source: str, settings: Settings) -> ChannelInfo:
         info.target_duration_s = max(info.target_duration_s or 0.0, playlist.target_duration_s)
         if playlist.ended:
             info.defects += long_segments(playlist, rendition.name)
+    return info
+
+
+def _probe_dash(source: str, settings: Settings) -> ChannelInfo:
+    """An MPD's renditions: each video Representation (`720p`) and each audio one (`audio-en`),
+    addressed `<mpd>#representation=ID`; one whose segments cannot be listed is `rendition_missing`."""
+    policy = SourcePolicy.from_settings(settings)
+    manifest = dash.load_manifest(source, policy=policy, settings=settings)
+    listed = [r for r in manifest.representations if r.type in ("video", "audio")]
+    renditions = _unique_names([
+        RenditionInfo(
+            name=(f"{r.height}p" if r.height else "video") if r.type == "video"
+            else f"audio-{r.language or r.id}",
+            uri=dash.address(source, r.id), type=r.type, bandwidth=r.bandwidth,  # type: ignore[arg-type]
+            width=r.width if r.type == "video" else None, height=r.height if r.type == "video" else None,
+            language=r.language if r.type == "audio" else None, codecs=r.codecs,
+        )
+        for r in listed
+    ])
+    info = ChannelInfo(renditions=renditions, live=manifest.live)
+    for rendition, representation in zip(renditions, listed):
+        if representation.playlist is None or (not representation.playlist.segments and not manifest.live):
+            error = representation.error or f"DASH Representation {representation.id!r} lists no segment"
+            info.defects.append(manifest_error("rendition_missing", 0.0, 0.0, renditions=[rendition.name], error=error))
+            continue
+        info.target_duration_s = max(info.target_duration_s or 0.0, representation.playlist.target_duration_s)
     return info
 
 

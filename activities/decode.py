@@ -26,7 +26,7 @@ from vqa.contracts import AudioInfo, MediaInfo, VideoInfo
 from vqa.settings import Settings
 
 from .errors import SourceUnavailableError, UnreadableSourceError
-from .sources import hls, open_source
+from .sources import hls, load_playlist, open_source, segmented
 
 # Frames per chunk handed to the detectors: big enough to vectorise over,
 # small enough that a 1080p window never sits in memory whole (32 x 2 MB).
@@ -167,7 +167,7 @@ def _first_frame_times(
 
 def probe(source: str, *, settings: Settings | None = None) -> MediaInfo:
     """What the source holds: tracks, duration, and where its timeline starts."""
-    playlist = hls.load_playlist(source, settings=settings) if hls.is_hls(source) else None
+    playlist = load_playlist(source, settings=settings) if segmented(source) else None
     container = open_source(source, settings=settings, segments=playlist.segments[:2] if playlist else None)
     try:
         video = _video_stream(container)
@@ -325,17 +325,20 @@ def decode_window(
 
 
 def _open_window(window: _Window) -> av.container.InputContainer | None:
-    """The source opened for the window; an HLS playlist also tells where the stream ends.
-    None: a live stream delivered nothing for this window (an outage: signal_loss tells)."""
+    """The source opened for the window; a segmented one (an HLS playlist, a DASH Representation)
+    also tells where the stream ends. None: a live stream delivered nothing for this window (an
+    outage: signal_loss tells)."""
     source, media, report = window.source, window.media, window.report
-    if not hls.is_hls(source):
+    playlist_format = segmented(source)
+    if playlist_format is None:
         return open_source(source, settings=window.settings)
     if media.live:
         playlist, _stalled = hls.wait_for_coverage(
-            source, window.end_s, stall_s=window.settings.live_stall_s, heartbeat=window.heartbeat, settings=window.settings
+            source, window.end_s, stall_s=window.settings.live_stall_s, heartbeat=window.heartbeat, settings=window.settings,
+            load=playlist_format.load,
         )
     else:
-        playlist = hls.load_playlist(source, settings=window.settings)
+        playlist = playlist_format.load(source, settings=window.settings)
     report.live_edge_s = playlist.duration_s
     if playlist.ended and playlist.duration_s <= window.end_s + 1e-6:
         report.stream_ended, report.end_s = True, max(window.start_s, playlist.duration_s)
@@ -458,7 +461,7 @@ class _Window:
                 video.thread_type = "AUTO"
                 video.thread_count = DECODER_THREADS.acquire(self.settings.decode_threads)
                 threads = 1
-            if self.start_s > 0 and not hls.is_hls(self.source):
+            if self.start_s > 0 and segmented(self.source) is None:
                 self._seek(container, video or (sounds[0][1] if sounds else None))
             yield from self._cut(container, video, sounds)
         except av.error.FFmpegError as exc:

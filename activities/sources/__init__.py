@@ -1,6 +1,7 @@
 """Opening a source: `open_source(url, policy, settings)` checks it against the worker's
-allow-list, then hands it to its opener: a playlist format's (HLS) when the URL names
-one, else its scheme's transport (transports.py: file, http(s), s3).
+allow-list, then hands it to its opener: a playlist format's (HLS, DASH) when the URL names
+one, else its scheme's transport (transports.py: file, http(s), s3). `load_playlist` lists
+a segmented source's segments, whichever its format.
 
 A new scheme is one module (a `Transport`) and one line in `transports.TRANSPORTS`;
 a new playlist format one module and one line in `FORMATS`.
@@ -17,7 +18,7 @@ import av.container
 from vqa.settings import Settings
 
 from ..policy import SourcePolicy
-from . import hls
+from . import dash, hls
 from .base import Opener, SourceRequest
 from .transports import read_bytes, transport_for, unsupported
 
@@ -28,16 +29,33 @@ class PlaylistFormat:
 
     matches: Callable[[str], bool]
     open: Opener
+    load: Callable[..., hls.Playlist]  # (url, *, what, policy, settings): its segments as a media playlist
 
 
 FORMATS: dict[str, PlaylistFormat] = {
-    "hls": PlaylistFormat(matches=hls.is_hls, open=hls.open_container),
+    "hls": PlaylistFormat(matches=hls.is_hls, open=hls.open_container, load=hls.load_playlist),
+    "dash": PlaylistFormat(matches=dash.is_dash, open=dash.open_container, load=dash.load_playlist),
 }
+
+
+def segmented(url: str) -> PlaylistFormat | None:
+    """The playlist format `url` names (HLS, DASH), or None: a plain file or stream."""
+    return next((f for f in FORMATS.values() if f.matches(url)), None)
+
+
+def load_playlist(
+    url: str, *, what: str = "source", policy: SourcePolicy | None = None, settings: Settings | None = None
+) -> hls.Playlist:
+    """The segments of a segmented source (an HLS media playlist, a DASH Representation) as a playlist."""
+    playlist = segmented(url)
+    if playlist is None:
+        raise unsupported(url)
+    return playlist.load(url, what=what, policy=policy, settings=settings)
 
 
 def opener_for(url: str) -> Opener | None:
     """The opener of `url`: its playlist format's, else its scheme's; None for a scheme VQA does not read."""
-    playlist = next((f for f in FORMATS.values() if f.matches(url)), None)
+    playlist = segmented(url)
     if playlist is not None:
         return playlist.open
     transport = transport_for(url)
@@ -60,4 +78,6 @@ def open_source(
     return opener(SourceRequest(url=url, policy=policy, settings=settings, segments=segments))
 
 
-__all__ = ["FORMATS", "SourceRequest", "hls", "open_source", "opener_for", "read_bytes"]
+__all__ = [
+    "FORMATS", "SourceRequest", "dash", "hls", "load_playlist", "open_source", "opener_for", "read_bytes", "segmented",
+]

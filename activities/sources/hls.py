@@ -240,13 +240,16 @@ def wait_for_coverage(
     wall: Callable[[], float] = time.time,
     policy: SourcePolicy | None = None,
     settings: Settings | None = None,
+    load: Callable[..., Playlist] | None = None,
 ) -> tuple[Playlist, bool]:
     """Reload a live playlist until it covers `end_s` or ends. Returns it and whether it stalled
     (no new segment for `stall_s`: the stream stopped delivering). A dated playlist stalls only
     once the window's end is `stall_s` in the past, so windows in an outage never run ahead of
-    the real time at which media may resume."""
+    the real time at which media may resume. `load`: how the playlist is loaded (another
+    segmented format's `load_playlist`; default: an HLS media playlist)."""
     policy, settings = _rules(policy, settings)
-    playlist = load_playlist(uri, policy=policy, settings=settings)
+    reload = load if load is not None else load_playlist
+    playlist = reload(uri, policy=policy, settings=settings)
     last_growth = clock()
     count = len(playlist.segments)
     while not playlist.ended and playlist.duration_s < end_s - 1e-6:
@@ -256,7 +259,7 @@ def wait_for_coverage(
             return playlist, True
         heartbeat(playlist.duration_s)
         sleep(poll_s if poll_s is not None else max(0.2, min(playlist.target_duration_s / 2, 2.0)))
-        playlist = load_playlist(uri, policy=policy, settings=settings)
+        playlist = reload(uri, policy=policy, settings=settings)
         if len(playlist.segments) != count:
             count, last_growth = len(playlist.segments), clock()
     return playlist, False
