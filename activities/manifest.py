@@ -28,7 +28,8 @@ from vqa.settings import Settings
 from .channel import manifest_error
 from .errors import SourceUnavailableError, UnreadableSourceError
 from .policy import SourcePolicy
-from .sources.hls import Playlist, load_playlist
+from .sources import load_playlist
+from .sources.hls import Playlist
 from .sources.transports import read_bytes
 
 STALE_FACTOR = 1.5

@@ -159,8 +159,15 @@ class ChannelRun:
                 return
 
     def manifest_defects(self) -> list[Defect]:
-        """The probe's, the watch's closed ones, and those still open (ending where they began)."""
-        return [*self.info.defects, *self.manifest_closed, *(e.defect for e in self.manifest_open.values())]
+        """The probe's, the watch's closed ones, and those still open, ending at their rendition's
+        live edge when the watch last looked (the channel ended, or was stopped, with them open)."""
+        edges = {p.name: p.edge_s for p in self.playlists}
+        still_open = []
+        for event in self.manifest_open.values():
+            d = event.defect
+            end = max([d.end_s] + [edges[n] for n in d.details.get("renditions", []) if n in edges])
+            still_open.append(d.model_copy(update={"end_s": end, "duration_s": round(end - d.start_s, 3)}))
+        return [*self.info.defects, *self.manifest_closed, *still_open]
 
     def stop(self) -> None:
         """Stop the channel: every rendition still running is told to stop (and reports)."""
