@@ -25,7 +25,7 @@ from detectors.base import DecodeErrorChunk, FrameStack, coarse_stride
 from vqa.contracts import AudioInfo, MediaInfo, VideoInfo
 from vqa.settings import Settings
 
-from .errors import SourceUnavailableError, UnreadableSourceError
+from .errors import MediaNotFoundError, SourceUnavailableError, UnreadableSourceError
 from .sources import hls, load_playlist, open_source, segmented
 
 # Frames per chunk handed to the detectors: big enough to vectorise over,
@@ -349,7 +349,13 @@ def _open_window(window: _Window) -> av.container.InputContainer | None:
     segments = hls.segments_for(playlist, max(0.0, window.start_s - window.warm_up_s), window.end_s)
     if not segments and media.live and playlist.segments:
         return None
-    return open_source(source, settings=window.settings, segments=segments)
+    try:
+        # A live segment that answers not-found (a CDN lost it) is a gap in the media, not the end.
+        return open_source(source, settings=window.settings, segments=segments, skip_missing=media.live)
+    except MediaNotFoundError:
+        if not media.live:
+            raise
+        return None  # every segment of the window is lost: an outage, signal_loss tells
 
 
 class _Bounds:

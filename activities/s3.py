@@ -20,7 +20,7 @@ from botocore.config import Config
 
 from vqa.settings import Settings
 
-from .errors import SourceUnavailableError, UnreadableSourceError
+from .errors import MediaNotFoundError, SourceUnavailableError, UnreadableSourceError
 
 # The first GET, for the header: an MP4's index is as often at the end as here.
 HEAD_BYTES = 256 * 1024
@@ -88,7 +88,7 @@ def _error(exc: Exception, action: str, uri: str) -> Exception:
         if code == "NoSuchBucket":
             return UnreadableSourceError(f"S3 bucket not found: {bucket} ({action} {uri})")
         if code in _NOT_FOUND:
-            return UnreadableSourceError(f"S3 object not found: {uri}")
+            return MediaNotFoundError(f"S3 object not found: {uri}")
         if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return UnreadableSourceError(f"S3 access denied: {action} {uri} ({code})")
         if 400 <= status < 500 and code not in ("SlowDown", "RequestTimeout", "Throttling"):

@@ -341,3 +341,28 @@ def test_the_temporal_ui_tells_a_channels_story(temporal_server: TemporalServer,
 def _ui_text(url: str, parent_id: str) -> str:
     with cdp.live_page(url, width=1400, height=1100) as page:
         return page.wait_for_text(parent_id, timeout_s=45)
+
+
+def test_a_live_rendition_whose_segments_answer_404_keeps_going(
+    temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path
+) -> None:
+    """The segment 10-12 s of 204p is lost at the origin (404) while the ladder is live, in the
+    middle of a window (8-12 s): the watch reports it unavailable until the next one answers, and
+    the rendition's own analysis carries on past the gap (a signal loss), as do the others."""
+    live = tmp_path / "ladder"
+    shutil.copytree(ladder, live)
+    (live / "204p" / "seg005.ts").unlink()
+    report, _ = _follow_live(temporal_server, task_queue, live, window_s=4.0)
+    assert report.status == "completed", report.error
+    by_name = {r.name: r for r in report.renditions}
+    assert all(r.report is not None and r.report.status == "completed" for r in report.renditions), {
+        r.name: r.error for r in report.renditions
+    }
+    unavailable = [d for d in _only(report.defects, "manifest_error") if d.details["check"] == "segment_unavailable"]
+    assert [d.details["renditions"] for d in unavailable] == [["204p"]], unavailable
+    assert unavailable[0].start_s == pytest.approx(10.0, abs=0.1) and unavailable[0].end_s == pytest.approx(12.0, abs=0.1)
+    assert "404" in unavailable[0].details["error"]
+    lost = _only(by_name["204p"].report.defects, "signal_loss")  # type: ignore[union-attr]
+    assert len(lost) == 1 and lost[0].start_s == pytest.approx(10.0, abs=0.2) and lost[0].end_s == pytest.approx(12.0, abs=0.2), lost
+    assert by_name["204p"].report.analysed_s is not None and by_name["204p"].report.analysed_s >= 19.5  # type: ignore[union-attr]
+    assert all(_only(by_name[n].report.defects, "signal_loss") == [] for n in ALL if n != "204p")  # type: ignore[union-attr]

@@ -64,7 +64,7 @@ def opener_for(url: str) -> Opener | None:
 
 def open_source(
     url: str, policy: SourcePolicy | None = None, settings: Settings | None = None, *,
-    segments: Sequence[Any] | None = None,
+    segments: Sequence[Any] | None = None, skip_missing: bool = False,
 ) -> av.container.InputContainer:
     """`url` opened for PyAV, once the policy allows it (refusals are final). `segments`: for a
     playlist, the segments to read (default: its first two). Default settings: `Settings()` (the
@@ -75,7 +75,7 @@ def open_source(
     settings = settings if settings is not None else Settings()
     policy = policy if policy is not None else SourcePolicy.from_settings(settings)
     policy.check_source(url)  # the worker's allow-list: every source passes here
-    return opener(SourceRequest(url=url, policy=policy, settings=settings, segments=segments))
+    return opener(SourceRequest(url=url, policy=policy, settings=settings, segments=segments, skip_missing=skip_missing))
 
 
 __all__ = [

@@ -24,6 +24,7 @@ class SourceRequest:
     policy: SourcePolicy
     settings: Settings
     segments: Sequence[Any] | None = None  # a playlist's segments to read (None: from its start)
+    skip_missing: bool = False  # a live window: a segment that answers not-found is a gap, not a failure
 
     @property
     def timeout_s(self) -> float:

@@ -130,7 +130,9 @@ def open_container(request: SourceRequest) -> av.container.InputContainer:
     segments = request.segments
     if segments is None:
         segments = load_playlist(request.url, policy=request.policy, settings=request.settings).segments[:2]
-    return open_segments(segments, request.url, policy=request.policy, settings=request.settings)
+    return open_segments(
+        segments, request.url, policy=request.policy, settings=request.settings, skip_missing=request.skip_missing
+    )
 
 
 def _parse(data: bytes, uri: str) -> MPEGDASH:

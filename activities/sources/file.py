@@ -10,7 +10,7 @@ import av.container
 
 from vqa.settings import Settings
 
-from ..errors import SourceUnavailableError, UnreadableSourceError
+from ..errors import MediaNotFoundError, SourceUnavailableError, UnreadableSourceError
 from ..opening import _refused_format, ffmpeg_errors, options
 from ..policy import SourcePolicy
 from ..store import DirectoryStore
@@ -37,7 +37,7 @@ def read(uri: str, *, policy: SourcePolicy, settings: Settings, what: str, byter
     try:
         return DirectoryStore().read(path, byterange=byterange)
     except FileNotFoundError as exc:
-        raise UnreadableSourceError(f"source not found: {path}") from exc
+        raise MediaNotFoundError(f"source not found: {path}") from exc
     except OSError as exc:
         raise SourceUnavailableError(f"cannot read {path}: {exc}") from exc
 

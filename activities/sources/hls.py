@@ -28,7 +28,7 @@ import av.error
 
 from vqa.settings import Settings
 
-from ..errors import SourceUnavailableError, UnreadableSourceError
+from ..errors import MediaNotFoundError, SourceUnavailableError, UnreadableSourceError
 from ..policy import SourcePolicy, SourceRefusedError
 from .base import SourceRequest
 from .transports import read_bytes, resolve
@@ -195,8 +195,11 @@ class SegmentStream(io.RawIOBase):
     fragmented MP4: the first segment's init segment first (FFmpeg's mov demuxer keeps the
     first movie header it reads, so a window is read with one)."""
 
-    def __init__(self, segments: Sequence[HlsSegment], *, policy: SourcePolicy, settings: Settings) -> None:
-        self._policy, self._settings = policy, settings
+    def __init__(
+        self, segments: Sequence[HlsSegment], *, policy: SourcePolicy, settings: Settings, skip_missing: bool = False
+    ) -> None:
+        self._policy, self._settings, self._skip_missing = policy, settings, skip_missing
+        self.skipped: list[str] = []  # segments that answered not-found, skipped (skip_missing)
         self._pending: list[tuple[str, tuple[int, int] | None, str]] = [
             (s.uri, s.byterange, "HLS segment") for s in segments
         ]
@@ -217,6 +220,11 @@ class SegmentStream(io.RawIOBase):
             try:
                 data = read_bytes(uri, what=what, byterange=byterange, policy=self._policy, settings=self._settings)
                 self._buffer, self._offset = data, 0
+            except MediaNotFoundError:
+                if not (self._skip_missing and what == "HLS segment"):
+                    raise
+                self.skipped.append(uri)  # a live stream's lost segment: a gap in its media
+                continue
             except (UnreadableSourceError, SourceUnavailableError) as exc:
                 if what == "HLS segment" or isinstance(exc, SourceRefusedError):  # a refusal names it
                     raise
@@ -266,19 +274,24 @@ def wait_for_coverage(
 
 
 def open_segments(
-    segments: Sequence[HlsSegment], source: str, *, policy: SourcePolicy | None = None, settings: Settings | None = None
+    segments: Sequence[HlsSegment], source: str, *, policy: SourcePolicy | None = None, settings: Settings | None = None,
+    skip_missing: bool = False,
 ) -> av.container.InputContainer:
-    """`segments` of the playlist `source` opened as one stream (MPEG-TS, or fragmented MP4)."""
+    """`segments` of the playlist `source` opened as one stream (MPEG-TS, or fragmented MP4).
+    `skip_missing`: a segment that answers not-found is left out (a live stream's gap); when
+    every one does, MediaNotFoundError."""
     if not segments:
         raise SourceUnavailableError(f"the playlist lists no segments yet: {source}")
     policy, settings = _rules(policy, settings)
     # Fragmented MP4 (CMAF): the init segment then the fragments, through the mov demuxer; the
     # stream is not seekable, so it never looks for an index at the end (times: each tfdt).
     fmp4 = segments[0].init is not None
-    stream = SegmentStream(segments, policy=policy, settings=settings)
+    stream = SegmentStream(segments, policy=policy, settings=settings, skip_missing=skip_missing)
     try:
         return av.open(stream, mode="r", format="mp4" if fmp4 else "mpegts")
     except av.error.FFmpegError as exc:
+        if stream.skipped and stream.requests == 0:
+            raise MediaNotFoundError(f"every segment of the window answered not found: {', '.join(stream.skipped)}") from exc
         kind = "fragmented MP4" if fmp4 else "MPEG-TS"
         raise UnreadableSourceError(f"HLS segments of {source} are not readable {kind}: {exc.strerror}") from exc
 
@@ -288,4 +301,6 @@ def open_container(request: SourceRequest) -> av.container.InputContainer:
     segments = request.segments
     if segments is None:
         segments = load_playlist(request.url, policy=request.policy, settings=request.settings).segments[:2]
-    return open_segments(segments, request.url, policy=request.policy, settings=request.settings)
+    return open_segments(
+        segments, request.url, policy=request.policy, settings=request.settings, skip_missing=request.skip_missing
+    )

@@ -17,7 +17,7 @@ import av.error
 
 from vqa.settings import Settings
 
-from ..errors import SourceUnavailableError, UnreadableSourceError
+from ..errors import MediaNotFoundError, SourceUnavailableError, UnreadableSourceError
 from ..opening import Head, _refused_format, ffmpeg_errors, options
 from ..policy import IPAddress, SourcePolicy, SourceRefusedError, redact
 from .base import ByteRange, SourceRequest, Transport
@@ -164,7 +164,7 @@ def read(uri: str, *, policy: SourcePolicy, settings: Settings, what: str, byter
             return data
     except urllib.error.HTTPError as exc:
         if exc.code in (404, 410):
-            raise UnreadableSourceError(f"not found (HTTP {exc.code}): {uri}") from exc
+            raise MediaNotFoundError(f"not found (HTTP {exc.code}): {uri}") from exc
         if 400 <= exc.code < 500:
             raise UnreadableSourceError(f"refused (HTTP {exc.code}): {uri}") from exc
         raise SourceUnavailableError(f"server error (HTTP {exc.code}): {uri}") from exc
