@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from support import hls
 from support.hls import LivePlaylist
 from support.ladder import LadderSpec, live_ladder, make_ladder
 from vqa.contracts import Defect, StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 from workflows.channel import child_stream_id
@@ -277,7 +278,13 @@ def test_the_starter_shows_a_channel_and_its_renditions(
                                "--renditions", "lowest,audio-es", "--window-seconds", "5", "--wait", timeout=240)
             assert done.returncode == 0, done.stderr
             status = run_starter(temporal_server, task_queue, "status", sid)
-            listed = run_starter(temporal_server, task_queue, "list", "--json")
+            deadline = time.monotonic() + 20  # visibility is eventually consistent
+            while True:
+                listed = run_starter(temporal_server, task_queue, "list", "--json")
+                rows = {s["stream_id"]: s for s in json.loads(listed.stdout)}
+                if rows.get(sid, {}).get("state") == "completed" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
     finally:
         origin.close()
     # --wait's table: every rendition with its state, then the defects with their scope and renditions
@@ -289,9 +296,11 @@ def test_the_starter_shows_a_channel_and_its_renditions(
     assert any(words[:2] == ["silence", "audio"] and words[-1] == "audio-es" for words in lines), done.stdout
     assert status.returncode == 0, status.stderr
     assert {words[0]: words[2] for words in (line.split() for line in status.stdout.splitlines()) if words and words[0] in ALL} == states
-    streams = {s["stream_id"]: s for s in json.loads(listed.stdout)}
+    streams = rows
     assert streams[f"{sid}.96p"]["channel"] == sid and streams[f"{sid}.audio-es"]["channel"] == sid
     assert streams[f"{sid}.96p"]["source"].endswith("/96p/index.m3u8") and "channel" not in streams[sid]
+    # the channel keeps its search attributes up to date as a stream does: list finds it by state
+    assert streams[sid]["state"] == "completed" and streams[sid]["defect_kinds"] == ["black", "silence"], streams[sid]
 
 
 def test_the_temporal_ui_tells_a_channels_story(temporal_server: TemporalServer, task_queue: str, ladder: Path, tmp_path: Path) -> None:
@@ -366,3 +375,35 @@ def test_a_live_rendition_whose_segments_answer_404_keeps_going(
     assert len(lost) == 1 and lost[0].start_s == pytest.approx(10.0, abs=0.2) and lost[0].end_s == pytest.approx(12.0, abs=0.2), lost
     assert by_name["204p"].report.analysed_s is not None and by_name["204p"].report.analysed_s >= 19.5  # type: ignore[union-attr]
     assert all(_only(by_name[n].report.defects, "signal_loss") == [] for n in ALL if n != "204p")  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def server_suggesting_continue_as_new(tmp_path: Path) -> Iterator[TemporalServer]:
+    """A dev server of its own that suggests continue-as-new once a run's history holds 30 events."""
+    port = free_port()
+    proc = start_dev_server(port=port, ui_port=None, db_path=None, log_path=tmp_path / "server.log",
+                            dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
+    try:
+        yield TemporalServer(address=f"127.0.0.1:{port}", ui_port=port + 1000, process=proc)
+    finally:
+        stop_process(proc)
+
+
+def test_a_channel_continues_as_new_while_its_renditions_go_on(
+    server_suggesting_continue_as_new: TemporalServer, task_queue: str, ladder: Path
+) -> None:
+    """A channel's history grows with its renditions' signals: it continues-as-new when Temporal
+    suggests it, its renditions (children that outlive its runs) going on and reporting to the
+    new run, and the report is the one a single run gives."""
+    report, _ = _analyse(server_suggesting_continue_as_new, task_queue, ladder,
+                         renditions=["lowest", "highest", "audio-es"])
+    assert report.status == "completed", report.error
+    assert report.runs > 1, "the channel continued-as-new"
+    decoded = {r.name: r.report for r in report.renditions if r.report is not None}
+    assert sorted(decoded) == ["272p", "96p", "audio-es"]
+    assert all(r.status == "completed" and r.analysed_s == pytest.approx(20.0, abs=0.5) for r in decoded.values())
+    blacks = _only(report.defects, "black")
+    assert [(d.details["scope"], d.details["renditions"]) for d in blacks] == [("source", ["272p", "96p"])]
+    assert blacks[0].start_s == pytest.approx(4.0, abs=TOLERANCE_S) and blacks[0].end_s == pytest.approx(7.0, abs=TOLERANCE_S)
+    silences = _only(report.defects, "silence")
+    assert [d.details["renditions"] for d in silences] == [["audio-es"]]

@@ -285,6 +285,9 @@ class StreamRequest(_Model):
         default=None,
         description="set on a channel's child workflows: the channel's stream id (this stream is one of its renditions)",
     )
+    channel_resume: ChannelProgress | None = Field(
+        default=None, description="set by a channel's continue-as-new: where its previous run stopped"
+    )
 
     @field_validator("detector_groups")
     @classmethod
@@ -412,6 +415,23 @@ class RenditionStatus(_Model):
     live_edge_s: float | None = None
     open_defects: list[Defect] = Field(default_factory=list)
     error: str | None = None
+    report: StreamReport | None = Field(
+        default=None, description="the rendition's report, sent with its last status when it has ended"
+    )
+
+
+class ChannelProgress(_Model):
+    """What a channel's workflow run hands to the next at continue-as-new (its renditions outlive its runs)."""
+
+    info: ChannelInfo
+    decoded: list[str]
+    started: list[str] = Field(default_factory=list)
+    renditions: list[RenditionStatus] = Field(default_factory=list)
+    manifest_open: list[DefectEvent] = Field(default_factory=list)
+    manifest_closed: list[Defect] = Field(default_factory=list)
+    playlists: list[PlaylistState] = Field(default_factory=list)
+    stop_requested: bool = False
+    runs: int = 1
 
 
 class StreamStatus(_Model):
@@ -484,6 +504,10 @@ class RenditionReport(RenditionInfo):
 
 
 StreamReport.model_rebuild()
+RenditionStatus.model_rebuild()
+ChannelProgress.model_rebuild()
+StreamStatus.model_rebuild()
+StreamRequest.model_rebuild()
 
 
 class WriteReportRequest(_Model):

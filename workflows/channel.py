@@ -17,13 +17,16 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ParentClosePolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from vqa import search_attributes as sa
     from vqa.channel import merge_defects, selected
     from vqa.contracts import (
         WATCH_MANIFESTS,
         ChannelInfo,
+        ChannelProgress,
         Defect,
         DefectEvent,
         ManifestWatchRequest,
@@ -38,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 STREAM_WORKFLOW = "StreamMonitorWorkflow"
+_ENDED = ("completed", "stopped", "failed", "skipped")
 RENDITION_STATUS_SIGNAL = "rendition_status"
 # A live channel's manifest watch returns at least this often when nothing changes.
 _WATCH_S = 300.0
@@ -52,81 +56,122 @@ def child_stream_id(channel_id: str, rendition: str) -> str:
 
 
 class ChannelRun:
-    """The orchestration of one channel, owned by its `StreamMonitorWorkflow`."""
+    """The orchestration of one channel, owned by its `StreamMonitorWorkflow`. Its renditions are
+    children that outlive the channel's runs (ParentClosePolicy.ABANDON), so the channel can
+    continue-as-new while they go on: each tells it its state by signal, its report at its end."""
 
     def __init__(
-        self, request: StreamRequest, info: ChannelInfo, *, attributes: Callable[[StreamRequest], Any] | None = None
+        self, request: StreamRequest, progress: ChannelProgress, *,
+        attributes: Callable[[StreamRequest], Any] | None = None,
     ) -> None:
         self.request = request
-        self.info = info
+        self.p = progress
+        self.info = progress.info
         self.attributes = attributes
-        self.decoded = selected(info.renditions, request.renditions)
-        self.status_of: dict[str, RenditionStatus] = {
-            r.name: RenditionStatus(name=r.name, type=r.type, decoded=r.name in self.decoded,
-                                    state="pending" if r.name in self.decoded else "skipped")
-            for r in info.renditions
-        }
-        self.children: dict[str, workflow.ChildWorkflowHandle[Any, StreamReport]] = {}
-        self.reports: dict[str, StreamReport] = {}
-        self.errors: dict[str, str] = {}
-        self.stop_requested = False
-        self.manifest_open: dict[str, DefectEvent] = {}
-        self.manifest_closed: list[Defect] = []
-        self.playlists: list[PlaylistState] = []
+        self.status_of: dict[str, RenditionStatus] = {s.name: s for s in progress.renditions}
+        self.published_attributes: tuple[object, ...] | None = None
+
+    @classmethod
+    def start(cls, request: StreamRequest, info: ChannelInfo, **kw: Any) -> ChannelRun:
+        """A new channel: its ladder as probed; raises ValueError when --renditions names what it lacks."""
+        decoded = selected(info.renditions, request.renditions)
         missing = {n for d in info.defects if d.details.get("check") == "rendition_missing" for n in d.details["renditions"]}
-        for name in missing:
-            self.status_of[name].state = "failed"
-            self.status_of[name].error = "the master playlist lists it, but it cannot be loaded"
-        self.decoded = [n for n in self.decoded if n not in missing]
+        statuses = [
+            RenditionStatus(name=r.name, type=r.type, decoded=r.name in decoded,
+                            state="pending" if r.name in decoded else "skipped")
+            for r in info.renditions
+        ]
+        for status in statuses:
+            if status.name in missing:
+                status.state, status.error = "failed", "the master playlist lists it, but it cannot be loaded"
+        progress = ChannelProgress(info=info, decoded=[n for n in decoded if n not in missing], renditions=statuses)
+        return cls(request, progress, **kw)
+
+    @property
+    def decoded(self) -> list[str]:
+        return self.p.decoded
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.p.stop_requested
+
+    @property
+    def reports(self) -> dict[str, StreamReport]:
+        return {s.name: s.report for s in self.status_of.values() if s.report is not None}
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {s.name: s.error for s in self.status_of.values() if s.state == "failed" and s.error and s.decoded}
+
+    def _ended(self, name: str) -> bool:
+        return self.status_of[name].state in _ENDED
+
+    def _all_ended(self) -> bool:
+        """Every rendition started has ended (one never started, the channel stopped first, has too)."""
+        return all(self._ended(n) for n in self.p.started) and (
+            self.p.stop_requested or len(self.p.started) == len(self.p.decoded)
+        )
 
     def child_request(self, name: str) -> StreamRequest:
         rendition = next(r for r in self.info.renditions if r.name == name)
         return self.request.model_copy(update={
             "stream_id": child_stream_id(self.request.stream_id, name), "source": rendition.uri,
-            "channel": self.request.stream_id, "renditions": [], "resume": None,
+            "channel": self.request.stream_id, "renditions": [], "resume": None, "channel_resume": None,
         })
 
     async def run(self, store: Callable[[StreamReport], Awaitable[StreamReport]]) -> StreamReport:
-        """Start every decoded rendition's child, wait for all of them, merge, store the report."""
-        for name in self.decoded:
-            if self.stop_requested:
+        """Start the decoded renditions' children (those not started by an earlier run), wait for
+        all of them to end, continuing-as-new when Temporal suggests it; merge, store the report."""
+        watching: list[asyncio.Task[None]] = []
+        for name in [n for n in self.p.decoded if n not in self.p.started]:
+            if self.p.stop_requested:
                 break
             child = self.child_request(name)
-            self.children[name] = await workflow.start_child_workflow(
+            handle = await workflow.start_child_workflow(
                 STREAM_WORKFLOW, child, id=workflow_id_for(child.stream_id), result_type=StreamReport,
+                parent_close_policy=ParentClosePolicy.ABANDON,  # renditions outlive the channel's runs
                 search_attributes=self.attributes(child) if self.attributes and child.search_attributes else None,
                 static_summary=f"rendition {name} of channel {self.request.stream_id}",
                 memo={"source": child.source, "channel": self.request.stream_id},  # `list` shows them
             )
+            self.p.started.append(name)
             self.status_of[name].state = "probing"
+            watching.append(asyncio.create_task(self._finished(name, handle)))
             self.publish()
         watch = asyncio.create_task(self._watch()) if self.info.live else None
-        await asyncio.gather(*(self._finished(name, handle) for name, handle in self.children.items()))
+        await workflow.wait_condition(lambda: self._all_ended() or workflow.info().is_continue_as_new_suggested())
         if watch is not None and not watch.done():
             watch.cancel()
         if watch is not None:
             await workflow.wait([watch])
+        if not self._all_ended():
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self.p.runs += 1
+            self.p.renditions = list(self.status_of.values())
+            workflow.continue_as_new(self.request.model_copy(update={"channel_resume": self.p}))
         report = self.report()
         self.publish(report)
         return await store(report)
 
     async def _finished(self, name: str, handle: workflow.ChildWorkflowHandle[Any, StreamReport]) -> None:
+        """The run that started a child also sees it end: a failure the child could not signal
+        (terminated, timed out) still ends the rendition. Its last signal, if any, came first."""
         try:
             report = await handle
         except ChildWorkflowError as err:
-            status = self.status_of[name]  # as the child's last signal left it
+            if self._ended(name):
+                return
             cause = err.cause
             details = getattr(cause, "details", None) or ()
             failed = details[0] if details else None
-            status.state, status.error = "failed", getattr(cause, "message", None) or str(err)
-            self.errors[name] = status.error
-            if isinstance(failed, (dict, StreamReport)):
-                self.reports[name] = StreamReport.model_validate(failed)
-        else:
             status = self.status_of[name]
-            self.reports[name] = report
-            status.state, status.position_s = report.status, report.analysed_s or 0.0
-            status.open_defects = []
+            status.state, status.error = "failed", getattr(cause, "message", None) or str(err)
+            if isinstance(failed, (dict, StreamReport)):
+                status.report = StreamReport.model_validate(failed)
+        else:
+            if self._ended(name):
+                return
+            self.rendition_status(_ended_status(self.status_of[name], report))
         self.publish()
 
     async def _watch(self) -> None:
@@ -134,8 +179,8 @@ class ChannelRun:
         while True:
             request = ManifestWatchRequest(
                 channel_id=self.request.stream_id, renditions=self.info.renditions,
-                target_duration_s=self.info.target_duration_s or 6.0, playlists=self.playlists,
-                open_events=list(self.manifest_open.values()), watch_s=_WATCH_S,
+                target_duration_s=self.info.target_duration_s or 6.0, playlists=self.p.playlists,
+                open_events=self.p.manifest_open, watch_s=_WATCH_S,
             )
             try:
                 result = await workflow.execute_activity(
@@ -146,13 +191,13 @@ class ChannelRun:
             except ActivityError as err:
                 workflow.logger.warning("manifest watch failed: %s", err)
                 return
-            self.playlists = result.playlists
+            self.p.playlists = result.playlists
             for event in result.events:
+                self.p.manifest_open = [e for e in self.p.manifest_open if e.id != event.id]
                 if event.phase == "opened":
-                    self.manifest_open[event.id] = event
+                    self.p.manifest_open.append(event)
                 else:
-                    self.manifest_open.pop(event.id, None)
-                    self.manifest_closed.append(event.defect)
+                    self.p.manifest_closed.append(event.defect)
             if result.events:
                 self.publish()
             if result.ended:
@@ -161,30 +206,36 @@ class ChannelRun:
     def manifest_defects(self) -> list[Defect]:
         """The probe's, the watch's closed ones, and those still open, ending at their rendition's
         live edge when the watch last looked (the channel ended, or was stopped, with them open)."""
-        edges = {p.name: p.edge_s for p in self.playlists}
+        edges = {p.name: p.edge_s for p in self.p.playlists}
         still_open = []
-        for event in self.manifest_open.values():
+        for event in self.p.manifest_open:
             d = event.defect
             end = max([d.end_s] + [edges[n] for n in d.details.get("renditions", []) if n in edges])
             still_open.append(d.model_copy(update={"end_s": end, "duration_s": round(end - d.start_s, 3)}))
-        return [*self.info.defects, *self.manifest_closed, *still_open]
+        return [*self.info.defects, *self.p.manifest_closed, *still_open]
 
     def stop(self) -> None:
         """Stop the channel: every rendition still running is told to stop (and reports)."""
-        self.stop_requested = True
-        for name, handle in self.children.items():
-            if name not in self.reports and name not in self.errors:
-                asyncio.create_task(handle.signal("stop"))
+        self.p.stop_requested = True
+        for name in self.p.started:
+            if not self._ended(name):
+                child = workflow.get_external_workflow_handle(workflow_id_for(child_stream_id(self.request.stream_id, name)))
+                asyncio.create_task(_signal_stop(child))
 
     def rendition_status(self, update: RenditionStatus) -> None:
-        """A child's news: its state, position and open defects (kept unless it has ended)."""
-        if update.name in self.status_of and self.status_of[update.name].state not in ("completed", "stopped", "failed"):
-            self.status_of[update.name] = update
-            self.publish()
+        """A child's news: its state, position and open defects; at its end, its report too. A
+        rendition that has ended stays so."""
+        if update.name not in self.status_of or self._ended(update.name):
+            return
+        update.decoded, update.type = True, self.status_of[update.name].type
+        if update.report is not None and update.state not in _ENDED:
+            update.state = update.report.status
+        self.status_of[update.name] = update
+        self.publish()
 
     def entries(self) -> list[RenditionReport]:
         return [
-            RenditionReport(**r.model_dump(), report=self.reports.get(r.name), error=self.status_of[r.name].error)
+            RenditionReport(**r.model_dump(), report=self.status_of[r.name].report, error=self.status_of[r.name].error)
             for r in self.info.renditions
         ]
 
@@ -203,11 +254,11 @@ class ChannelRun:
             analysed_s=max((r.analysed_s or 0.0 for r in analysed), default=None),
             defects=merge_defects(entries, self.manifest_defects()), renditions=entries,
             live_edge_s=max((r.live_edge_s for r in analysed if r.live_edge_s is not None), default=None),
+            runs=self.p.runs,
         )
 
     def state(self) -> str:
-        states = [self.status_of[n].state for n in self.decoded]
-        if any(s in ("pending", "probing", "running") for s in states):
+        if not self._all_ended():
             return "running"
         return self.report().status
 
@@ -216,14 +267,14 @@ class ChannelRun:
             RenditionReport(**r.model_dump(), report=_open_report(self.request, self.status_of[r.name].open_defects))
             for r in self.info.renditions
         ]
-        done = merge_defects(self.entries(), [*self.info.defects, *self.manifest_closed])
+        done = merge_defects(self.entries(), [*self.info.defects, *self.p.manifest_closed])
         positions = [s.position_s for s in self.status_of.values() if s.decoded]
         return StreamStatus(
             stream_id=self.request.stream_id, source=self.request.source, state=self.state(),  # type: ignore[arg-type]
             position_s=min(positions, default=0.0), duration_s=None, windows_done=sum(r.windows for r in self.reports.values()),
-            windows_total=None, runs=1, defects=done,
-            open_defects=merge_defects(open_entries, [e.defect for e in self.manifest_open.values()]),
-            live=self.info.live, renditions=list(self.status_of.values()),
+            windows_total=None, runs=self.p.runs, defects=done,
+            open_defects=merge_defects(open_entries, [e.defect for e in self.p.manifest_open]),
+            live=self.info.live, renditions=[s.model_copy(update={"report": None}) for s in self.status_of.values()],
         )
 
     def publish(self, report: StreamReport | None = None) -> None:
@@ -248,6 +299,37 @@ class ChannelRun:
                              f"{', '.join(d.details.get('renditions', []))} | {phase} |")
             parts.append("\n".join(table))
         workflow.set_current_details("\n\n".join(parts))
+        self._upsert(state, defects, opened)
+
+    def _upsert(self, state: str, defects: list[Defect], opened: list[Defect]) -> None:
+        """The channel's search attributes (state, defects, open ones, kinds), as a stream keeps
+        its own, so `list --state running` or `--open-defects` finds channels too."""
+        if not self.request.search_attributes:
+            return
+        kinds = sorted({d.kind for d in defects} | {d.kind for d in opened})
+        values = (state, len(opened), len(defects), tuple(kinds))
+        if values == self.published_attributes:
+            return
+        self.published_attributes = values
+        workflow.upsert_search_attributes([
+            sa.STATE.value_set(state), sa.OPEN_DEFECTS.value_set(len(opened)),
+            sa.DEFECTS.value_set(len(defects)), sa.DEFECT_KINDS.value_set(kinds),
+        ])
+
+
+async def _signal_stop(child: workflow.ExternalWorkflowHandle[Any]) -> None:
+    try:
+        await child.signal("stop")
+    except Exception as err:  # it has just ended: nothing to stop
+        workflow.logger.info("stop not delivered to a rendition: %s", err)
+
+
+def _ended_status(status: RenditionStatus, report: StreamReport) -> RenditionStatus:
+    """A rendition's status once its report is in."""
+    return status.model_copy(update={
+        "state": report.status, "position_s": report.analysed_s or 0.0, "live_edge_s": report.live_edge_s,
+        "open_defects": [], "error": report.error, "report": report,
+    })
 
 
 def _open_report(request: StreamRequest, defects: list[Defect]) -> StreamReport:

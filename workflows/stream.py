@@ -103,18 +103,25 @@ class StreamMonitorWorkflow:
         self.notifying: set[asyncio.Task[None]] = set()
         self.notifications_failed = 0
         self.sliver_s = SLIVER_S
-        self.channel: ChannelRun | None = None
         self.told_channel: tuple[int, tuple[str, ...]] | None = None
+        # A channel's later run (after continue-as-new) is its channel from the start: its
+        # renditions' signals may come before `run` does.
+        self.channel: ChannelRun | None = None
+        if request.channel_resume is not None:
+            self.request = self.request.model_copy(update={"channel_resume": None})
+            self.channel = ChannelRun(self.request, request.channel_resume, attributes=initial_search_attributes)
 
     @workflow.run
     async def run(self, request: StreamRequest) -> StreamReport:
+        if self.channel is not None:
+            return await self.channel.run(self._store)
         if self.progress is None and self.request.channel is None and _may_be_channel(self.request.source):
             # Histories recorded before channels were monitored replay as the one stream they were.
             if workflow.patched("channels"):
                 info = await self._probe_channel()
                 if info.renditions:
                     try:
-                        self.channel = ChannelRun(self.request, info, attributes=initial_search_attributes)
+                        self.channel = ChannelRun.start(self.request, info, attributes=initial_search_attributes)
                     except ValueError as err:  # --renditions names what the ladder lacks
                         self.state = "failed"
                         report = await self._store(self._report(error=str(err)), best_effort=True)
@@ -145,6 +152,7 @@ class StreamMonitorWorkflow:
         self._notify([DefectEvent(id=d_id, phase="closed", defect=d) for d_id, d in self._report_events(report)])
         report = await self._store(report)
         await self._notifications_settled()
+        await self._tell_channel_end(report)
         return report
 
     @workflow.query
@@ -212,6 +220,7 @@ class StreamMonitorWorkflow:
             self.state = "failed"
             self._publish(self._report(error=_cause_message(err)))
             report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
+            await self._tell_channel_end(report)
             raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
     async def _windows(self, p: StreamProgress, total: int | None, parallel: int) -> None:
@@ -282,6 +291,19 @@ class StreamMonitorWorkflow:
         self.notifying.add(task)
         task.add_done_callback(self.notifying.discard)
 
+    async def _tell_channel_end(self, report: StreamReport) -> None:
+        """A channel's rendition, at its end: its report, by signal (the channel may be a later run
+        than the one that started it, and learns of its renditions' ends only so)."""
+        if self.request.channel is None:
+            return
+        p = self.progress
+        update = RenditionStatus(
+            name=self.request.stream_id.removeprefix(self.request.channel + "."),
+            type="video" if p is None or p.media.video is not None else "audio", state=report.status,
+            position_s=report.analysed_s or 0.0, live_edge_s=report.live_edge_s, error=report.error, report=report,
+        )
+        await self._signal_channel(workflow.get_external_workflow_handle(workflow_id_for(self.request.channel)), update)
+
     async def _signal_channel(self, channel: workflow.ExternalWorkflowHandle[object], update: RenditionStatus) -> None:
         try:
             await channel.signal(RENDITION_STATUS_SIGNAL, update)
@@ -304,6 +326,7 @@ class StreamMonitorWorkflow:
         message = f"window {window.index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
         self._publish(self._report(error=message))
         report = await self._store(self._report(error=message), best_effort=True)
+        await self._tell_channel_end(report)
         raise ApplicationError(message, report, type=ANALYSIS_FAILED, non_retryable=True) from err
 
     def _window_request(self, p: StreamProgress, total: int | None, index: int, *, self_contained: bool) -> WindowRequest:
@@ -478,6 +501,7 @@ class StreamMonitorWorkflow:
                 return report  # the analysis already failed; that failure is the one to report
             self.state = "failed"
             message = _cause_message(err)
+            await self._tell_channel_end(self._report(error=message))
             raise ApplicationError(message, self._report(error=message), type=ANALYSIS_FAILED, non_retryable=True) from err
         return report.model_copy(update={"results_uri": uri})
 
