@@ -220,12 +220,10 @@ class SegmentStream(io.RawIOBase):
             try:
                 data = read_bytes(uri, what=what, byterange=byterange, policy=self._policy, settings=self._settings)
                 self._buffer, self._offset = data, 0
-            except MediaNotFoundError:
-                if not (self._skip_missing and what == "HLS segment"):
-                    raise
-                self.skipped.append(uri)  # a live stream's lost segment: a gap in its media
-                continue
             except (UnreadableSourceError, SourceUnavailableError) as exc:
+                if self._skip_missing and what == "HLS segment" and isinstance(exc, MediaNotFoundError):
+                    self.skipped.append(uri)  # a live stream's lost segment: a gap in its media
+                    continue
                 if what == "HLS segment" or isinstance(exc, SourceRefusedError):  # a refusal names it
                     raise
                 raise type(exc)(f"{what} {exc}") from exc  # "HLS init segment not found (HTTP 404): …"
