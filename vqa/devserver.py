@@ -57,7 +57,7 @@ def start_dev_server(
     timeout_s: float = 60.0,
     dynamic_config: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `temporal server start-dev` and wait until its frontend accepts connections.
+    """Start `temporal server start-dev` and wait until its frontend is healthy (its health check says SERVING).
 
     `detach` puts it in its own session so it outlives the command that started it
     (the UI stays up for the user to inspect the stream). `dynamic_config` sets
@@ -86,11 +86,24 @@ def start_dev_server(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise DevServerError(f"temporal dev server exited with code {proc.returncode}; see {log_path}")
-        if port_open(ip, port):
+        if port_open(ip, port) and _serving(ip, port, namespace):
             return proc
         time.sleep(0.2)
     proc.kill()
     raise DevServerError(f"temporal dev server did not open port {port} within {timeout_s:.0f}s; see {log_path}")
+
+
+def _serving(ip: str, port: int, namespace: str) -> bool:
+    """The frontend answers its health check (an open port comes before it is healthy: a client
+    connecting then fails with "Frontend is not healthy yet")."""
+    try:
+        done = subprocess.run(
+            [temporal_binary(), "operator", "cluster", "health", "--address", f"{ip}:{port}", "--namespace", namespace],
+            capture_output=True, text=True, timeout=10,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0 and "SERVING" in done.stdout
 
 
 def stop_process(proc: subprocess.Popen[bytes], *, timeout_s: float = 15.0) -> None:
