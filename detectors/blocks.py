@@ -92,3 +92,21 @@ def _continues(before: AudioChunk, after: AudioChunk) -> bool:
         and before.channels == after.channels
         and abs(after.start_s - end) <= 1.5 / after.sample_rate
     )
+
+
+class JudgedInBlocks:
+    """A detector that judges its audio a block at a time (`_judge`), on the blocks of the cutter
+    its `open_window` sets: fed chunk by chunk, the window's short last block at its close."""
+
+    cutter: BlockCutter
+
+    def feed_audio(self, chunk: AudioChunk) -> None:
+        for blocks in self.cutter.add(chunk):
+            self._judge(blocks)
+
+    def close_window(self) -> None:
+        for blocks in self.cutter.flush():
+            self._judge(blocks)
+
+    def _judge(self, blocks: Blocks) -> None:
+        raise NotImplementedError

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from vqa.contracts import DefectEvent
 
-from .base import AudioChunk, Detector, DetectorOptions, db_to_amplitude
-from .blocks import BlockCutter, Blocks
+from .base import Detector, DetectorOptions, db_to_amplitude
+from .blocks import BlockCutter, Blocks, JudgedInBlocks
 from .models import Decibels, Seconds
 from .runs import RunState
 
@@ -35,7 +35,7 @@ class ChannelSilenceState(RunState):
     channels: list[str] = Field(default_factory=list, description="the open stretch's silent channels, where it began")
 
 
-class ChannelSilenceDetector(Detector[ChannelSilenceOptions, ChannelSilenceState]):
+class ChannelSilenceDetector(JudgedInBlocks, Detector[ChannelSilenceOptions, ChannelSilenceState]):
     name = "channel_silence"
     track = "audio"
     run_reduce = "sum"  # block lengths: the value is the stretch's length in seconds
@@ -47,14 +47,6 @@ class ChannelSilenceDetector(Detector[ChannelSilenceOptions, ChannelSilenceState
         self.began: dict[float, list[str]] = {}
         if self.state.open_start_s is not None:
             self.began[round(self.state.open_start_s, 4)] = self.state.channels
-
-    def feed_audio(self, chunk: AudioChunk) -> None:
-        for blocks in self.cutter.add(chunk):
-            self._judge(blocks)
-
-    def close_window(self) -> None:
-        for blocks in self.cutter.flush():
-            self._judge(blocks)
 
     def _judge(self, blocks: Blocks) -> None:
         names = blocks.channels or tuple(f"c{i}" for i in range(blocks.samples.shape[0]))

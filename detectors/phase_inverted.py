@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .base import AudioChunk, Detector, DetectorOptions, db_to_amplitude
-from .blocks import BlockCutter, Blocks
+from .base import Detector, DetectorOptions, db_to_amplitude
+from .blocks import BlockCutter, Blocks, JudgedInBlocks
 from .models import Decibels, Seconds
 from .runs import RunState
 
@@ -31,21 +31,13 @@ def stereo_pair(channels: tuple[str, ...], count: int) -> tuple[int, int] | None
     return (0, 1) if count == 2 and not channels else None
 
 
-class PhaseInvertedDetector(Detector[PhaseInvertedOptions, RunState]):
+class PhaseInvertedDetector(JudgedInBlocks, Detector[PhaseInvertedOptions, RunState]):
     name = "phase_inverted"
     track = "audio"
 
     def open_window(self) -> None:
         self.level = db_to_amplitude(self.options.min_level_db)
         self.cutter = BlockCutter(self.options.block_s)
-
-    def feed_audio(self, chunk: AudioChunk) -> None:
-        for blocks in self.cutter.add(chunk):
-            self._judge(blocks)
-
-    def close_window(self) -> None:
-        for blocks in self.cutter.flush():
-            self._judge(blocks)
 
     def _judge(self, blocks: Blocks) -> None:
         pair = stereo_pair(blocks.channels, blocks.samples.shape[0])

@@ -64,17 +64,23 @@ def _filters(spec: LadderSpec) -> str:
     return ";".join(chains)
 
 
-def make_ladder(footage: Path, voice: Path, directory: Path, spec: LadderSpec) -> Path:
-    """Write the ladder under `directory` (one folder per rendition) and return its master playlist."""
-    directory.mkdir(parents=True, exist_ok=True)
-    gop = round(25 * spec.segment_s)
+def _inputs(footage: Path, voice: Path, spec: LadderSpec) -> list[str]:
+    """FFmpeg's command up to its outputs: the footage looped to the ladder's length, one voice per
+    language, and the filter graph that injects the defects (`_filters`)."""
     args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
             "-stream_loop", "-1", "-t", f"{spec.duration_s:g}", "-i", str(footage)]
     for _ in spec.languages:
         # the voice, then the low hiss a real room carries, so a pause in speech is not digital silence
         args += ["-f", "lavfi", "-t", f"{spec.duration_s:g}", "-i",
                  f"amovie={voice}:loop=0,asetpts=N/SR/TB,volume=1[v];anoisesrc=a=0.003:c=pink[n];[v][n]amix=inputs=2:duration=first"]
-    args += ["-filter_complex", _filters(spec)]
+    return args + ["-filter_complex", _filters(spec)]
+
+
+def make_ladder(footage: Path, voice: Path, directory: Path, spec: LadderSpec) -> Path:
+    """Write the ladder under `directory` (one folder per rendition) and return its master playlist."""
+    directory.mkdir(parents=True, exist_ok=True)
+    gop = round(25 * spec.segment_s)
+    args = _inputs(footage, voice, spec)
     stream_map = []
     for i, (name, _) in enumerate(spec.videos):
         args += ["-map", f"[v{i}]"]
@@ -115,12 +121,7 @@ def make_dash_ladder(footage: Path, voice: Path, directory: Path, spec: LadderSp
     SegmentTimeline. Returns the MPD (`manifest.mpd`)."""
     directory.mkdir(parents=True, exist_ok=True)
     gop = round(25 * spec.segment_s)
-    args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            "-stream_loop", "-1", "-t", f"{spec.duration_s:g}", "-i", str(footage)]
-    for _ in spec.languages:
-        args += ["-f", "lavfi", "-t", f"{spec.duration_s:g}", "-i",
-                 f"amovie={voice}:loop=0,asetpts=N/SR/TB,volume=1[v];anoisesrc=a=0.003:c=pink[n];[v][n]amix=inputs=2:duration=first"]
-    args += ["-filter_complex", _filters(spec)]
+    args = _inputs(footage, voice, spec)
     n = len(spec.videos)
     for i in range(n):
         args += ["-map", f"[v{i}]"]

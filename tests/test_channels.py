@@ -23,22 +23,18 @@ from temporalio.client import Client
 from cli.worker import build_worker
 from support import hls
 from support.hls import LivePlaylist
-from support.ladder import LadderSpec, live_ladder, make_ladder
-from vqa.contracts import Defect, StreamReport, StreamRequest, StreamStatus, workflow_id_for
+from support.ladder import live_ladder, make_ladder
+from vqa.contracts import StreamReport, StreamRequest, StreamStatus, workflow_id_for
 from vqa.devserver import free_port, start_dev_server, stop_process
 from vqa.runtime import connect
 from workflows import StreamMonitorWorkflow
 from workflows.channel import child_stream_id
 
+from .ladders import ALL, SPEC, TOLERANCE_S, VIDEOS
+from .ladders import only as _only
 from . import cdp, realmedia
 from .conftest import TemporalServer, run_async, run_starter, running_worker, start_stream, worker_subprocess
 
-SPEC = LadderSpec(
-    duration_s=20.0, black_everywhere=(4.0, 7.0), black_in={"136p": (12.0, 15.0)}, silence_in={"es": (9.0, 12.0)}
-)
-VIDEOS = ["272p", "204p", "136p", "96p"]
-ALL = VIDEOS + ["audio-en", "audio-es"]
-TOLERANCE_S = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +42,6 @@ def ladder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("ladder")
     make_ladder(realmedia.fetch("bikes.mp4"), realmedia.fetch("lena.wav"), directory, SPEC)
     return directory
-
-
-def _only(defects: list[Defect], kind: str) -> list[Defect]:
-    return [d for d in defects if d.kind == kind]
 
 
 def _analyse(server: TemporalServer, task_queue: str, directory: Path, **fields: object) -> tuple[StreamReport, Client | None]:

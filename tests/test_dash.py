@@ -19,7 +19,6 @@ from pathlib import Path
 
 import av
 import pytest
-from temporalio.client import WorkflowFailureError
 
 from activities import manifest as manifest_watch
 from activities.channel import probe_channel
@@ -29,21 +28,17 @@ from activities.policy import SourcePolicy, SourceRefusedError
 from activities.sources import dash, load_playlist, segmented
 from cli.worker import build_worker
 from support import hls
-from support.ladder import LadderSpec, LiveMpd, make_dash_ladder
-from vqa.contracts import ChannelProbeRequest, Defect, StreamReport, StreamRequest
+from support.ladder import LiveMpd, make_dash_ladder
+from vqa.contracts import ChannelProbeRequest, StreamReport, StreamRequest
 from vqa.runtime import connect
 from vqa.settings import Settings
 from workflows.channel import child_stream_id
 
+from .ladders import ALL, SPEC, TOLERANCE_S, VIDEOS
+from .ladders import only as _only
 from . import realmedia
 from .conftest import TemporalServer, run_async, running_worker, start_stream
 
-SPEC = LadderSpec(
-    duration_s=20.0, black_everywhere=(4.0, 7.0), black_in={"136p": (12.0, 15.0)}, silence_in={"es": (9.0, 12.0)}
-)
-VIDEOS = ["272p", "204p", "136p", "96p"]
-ALL = VIDEOS + ["audio-en", "audio-es"]
-TOLERANCE_S = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +46,6 @@ def ladder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("dash")
     make_dash_ladder(realmedia.fetch("bikes.mp4"), realmedia.fetch("lena.wav"), directory, SPEC)
     return directory
-
-
-def _only(defects: list[Defect], kind: str) -> list[Defect]:
-    return [d for d in defects if d.kind == kind]
 
 
 def _rules() -> tuple[SourcePolicy, Settings]:

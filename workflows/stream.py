@@ -8,6 +8,7 @@ event opened in one window and closed several windows later is one defect.
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 from urllib.parse import urlparse
 
 from temporalio import workflow
@@ -203,9 +204,7 @@ class StreamMonitorWorkflow:
                 retry_policy=_RETRY,
             )
         except ActivityError as err:
-            self.state = "failed"
-            report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
-            raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
+            await self._fail(_cause_message(err), err)
 
     async def _probe(self) -> MediaInfo:
         try:
@@ -217,11 +216,7 @@ class StreamMonitorWorkflow:
                 retry_policy=_RETRY,
             )
         except ActivityError as err:
-            self.state = "failed"
-            self._publish(self._report(error=_cause_message(err)))
-            report = await self._store(self._report(error=_cause_message(err)), best_effort=True)
-            await self._tell_channel_end(report)
-            raise ApplicationError(_cause_message(err), report, type=ANALYSIS_FAILED, non_retryable=True) from err
+            await self._fail(_cause_message(err), err)
 
     async def _windows(self, p: StreamProgress, total: int | None, parallel: int) -> None:
         """Analyse windows until the stream ends or is stopped (or continue-as-new): up to `parallel`
@@ -321,9 +316,13 @@ class StreamMonitorWorkflow:
 
     async def _fail_window(self, p: StreamProgress, total: int | None, err: ActivityError) -> None:
         """The next window failed (after its retries): the stream fails, with a report of what was found."""
-        self.state = "failed"
         window = self._window_request(p, total, p.next_index, self_contained=False)
-        message = f"window {window.index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}"
+        await self._fail(f"window {window.index} ({window.start_s:g}-{window.end_s:g} s): {_cause_message(err)}", err)
+
+    async def _fail(self, message: str, err: BaseException) -> NoReturn:
+        """The analysis failed: say so in the UI, store the report of what was found (best effort),
+        tell the channel (a rendition), and fail the workflow with that report."""
+        self.state = "failed"
         self._publish(self._report(error=message))
         report = await self._store(self._report(error=message), best_effort=True)
         await self._tell_channel_end(report)

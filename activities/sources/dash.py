@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 from xml.dom import minidom
 
-import av.container
 from mpegdash.nodes import MPEGDASH, AdaptationSet, Period, Representation
 from mpegdash.utils import parse_child_nodes
 
@@ -37,8 +36,7 @@ from vqa.settings import Settings
 
 from ..errors import UnreadableSourceError
 from ..policy import SourcePolicy
-from .base import SourceRequest
-from .hls import HlsMap, HlsSegment, Playlist, open_segments
+from .hls import HlsMap, HlsSegment, Playlist, segments_opener
 from .transports import read_bytes, resolve
 
 FRAGMENT = "#representation="
@@ -125,14 +123,6 @@ def load_playlist(
     return playlist
 
 
-def open_container(request: SourceRequest) -> av.container.InputContainer:
-    """The opener: the request's segments of the Representation (default: its first two, what a probe reads)."""
-    segments = request.segments
-    if segments is None:
-        segments = load_playlist(request.url, policy=request.policy, settings=request.settings).segments[:2]
-    return open_segments(
-        segments, request.url, policy=request.policy, settings=request.settings, skip_missing=request.skip_missing
-    )
 
 
 def _parse(data: bytes, uri: str) -> MPEGDASH:
@@ -395,3 +385,7 @@ def _date(value: str, uri: str) -> float:
     except ValueError:
         raise UnreadableSourceError(f"unreadable date {value!r} in {uri}") from None
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+# The opener: a Representation's segments, read as HLS reads a CMAF rendition's.
+open_container = segments_opener(load_playlist)

@@ -294,11 +294,19 @@ def open_segments(
         raise UnreadableSourceError(f"HLS segments of {source} are not readable {kind}: {exc.strerror}") from exc
 
 
-def open_container(request: SourceRequest) -> av.container.InputContainer:
-    """The opener: the request's segments of the playlist (default: its first two, what a probe reads)."""
-    segments = request.segments
-    if segments is None:
-        segments = load_playlist(request.url, policy=request.policy, settings=request.settings).segments[:2]
-    return open_segments(
-        segments, request.url, policy=request.policy, settings=request.settings, skip_missing=request.skip_missing
-    )
+def segments_opener(load: Callable[..., Playlist]) -> Callable[[SourceRequest], av.container.InputContainer]:
+    """The opener of a segmented format whose playlist `load` reads: the request's segments
+    (default: the first two, what a probe reads), opened as one stream."""
+
+    def open_container(request: SourceRequest) -> av.container.InputContainer:
+        segments = request.segments
+        if segments is None:
+            segments = load(request.url, policy=request.policy, settings=request.settings).segments[:2]
+        return open_segments(
+            segments, request.url, policy=request.policy, settings=request.settings, skip_missing=request.skip_missing
+        )
+
+    return open_container
+
+
+open_container = segments_opener(load_playlist)
